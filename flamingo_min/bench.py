@@ -1,0 +1,277 @@
+"""Benchmarks: speed, memory and scaling, measured side by side in one run (`python main.py bench`).
+
+1. The Flamingo-stage training step (frozen encoder forward, then forward, backward and AdamW over the bridge) at the
+   default configuration: tokens/s and images/s. Beside it, the same dimensions built from flamingo-pytorch 0.1.2's
+   PerceiverResampler and GatedCrossAttentionBlock around the same frozen LM (optional extra: `pip install
+   flamingo-pytorch==0.1.2`); without it that column is left out.
+2. Scaling: step time and activation memory against image resolution, images per sequence and text length.
+   "Activation memory" is the bytes autograd saves for backward (exact on any device); on CUDA the peak allocated
+   memory is reported too.
+3. Utilisation: model FLOPs per second (torch's FLOP counter) over the dense matrix-multiply throughput measured on
+   the same machine in the same run.
+4. Inference: latency of one k-shot captioning episode, with the KV cache and by recomputing the prefix.
+
+Every timing is a median over interleaved repeats after warm-up; ratios compare numbers from the same run.
+"""
+import statistics
+import time
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from toy_data import TOKENIZER, DataConfig, DocumentStream
+from toy_data.documents import collate
+
+from .config import ModelConfig
+from .flamingo import Flamingo
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def interleaved(fns, device, repeats, warmup=2):
+    """Median time of each callable, alternating them so that machine noise hits all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+@contextmanager
+def saved_bytes():
+    """Count the bytes of every tensor autograd saves for backward inside the block."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield total
+
+
+# --- the peer: flamingo-pytorch's modules around the same frozen LM ---------------------------------------------------
+class PeerBridge(nn.Module):
+    """flamingo-pytorch 0.1.2's PerceiverResampler and GatedCrossAttentionBlock at our dimensions, plugged into our
+    frozen LM through the same before_block hook, so that only the bridge differs."""
+
+    def __init__(self, model, cfg):
+        super().__init__()
+        from flamingo_pytorch import GatedCrossAttentionBlock, PerceiverResampler
+        head = cfg.d_model // cfg.n_heads
+        self.model = model
+        self.proj = nn.Linear(cfg.vision_width, cfg.d_model)
+        self.resampler = PerceiverResampler(dim=cfg.d_model, depth=cfg.resampler_layers, dim_head=head,
+                                            heads=cfg.n_heads, num_latents=cfg.latents, num_media_embeds=1)
+        self.xattn = nn.ModuleList(GatedCrossAttentionBlock(dim=cfg.d_model, dim_head=head, heads=cfg.n_heads,
+                                                            ff_mult=cfg.xattn_ff_mult) for _ in model.xattn)
+
+    def forward(self, ids, features):
+        media = self.resampler(self.proj(features))                  # (B, N, S, Dv) -> (B, N, R, D)
+        locations = ids == TOKENIZER.image_id
+        hook = lambda i, x: self.xattn[i](x, media, media_locations=locations)
+        return self.model.lm(ids, before_block=hook, embed_weight=self.model.embed_weight())
+
+
+def _batch(data_cfg, size, n_images=None, seed=0):
+    stream = DocumentStream(data_cfg, seed)
+    return collate([stream[i] for i in range(size)])
+
+
+def synthetic_batch(B, T, N, image_size, device):
+    """B rows of T tokens, each with N <image> tokens evenly spaced (the first at position 1)."""
+    ids = torch.randint(5, 60, (B, T))
+    ids[:, 0] = TOKENIZER.bos_id
+    for j in range(N):
+        ids[:, 1 + j * max(1, (T - 1) // N)] = TOKENIZER.image_id
+    images = torch.rand(B, N, 3, image_size, image_size)
+    return ids.to(device), images.to(device)
+
+
+def train_step_fn(model, params, ids, images, forward=None):
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    counts = (ids == TOKENIZER.image_id).sum(1)
+
+    def step():
+        features = model.encode(images, counts)
+        logits = forward(ids, features) if forward else model(ids, features=features, counts=counts)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def matmul_flops(device, n=1024, repeats=10):
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    t = timed(lambda: a @ b, device, repeats, warmup=3)
+    return 2 * n ** 3 / t
+
+
+def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print):
+    cfg, data = ModelConfig(), DataConfig()
+    torch.manual_seed(0)
+    model = Flamingo(cfg).to(device).train()
+    params = [p for _, p in model.trainable_parameters()]
+    out = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+    # 1. the training step, ours and the peer's, interleaved
+    ids, _, images, counts = (x.to(device) for x in _batch(data, 32))
+    tokens, n_img = int((ids != TOKENIZER.pad_id).sum()), int(counts.sum())
+    fns = {"ours": train_step_fn(model, params, ids, images)}
+    try:
+        peer = PeerBridge(model, cfg).to(device).train()
+        fns["flamingo-pytorch"] = train_step_fn(model, list(peer.proj.parameters()) + list(
+            peer.resampler.parameters()) + list(peer.xattn.parameters()), ids, images, forward=peer)
+    except ImportError:
+        progress("flamingo-pytorch is not installed (pip install flamingo-pytorch==0.1.2): its column is left out")
+    step = interleaved(fns, device, repeats)
+    out["train_step"] = {k: {"seconds": t, "tokens_per_s": tokens / t, "images_per_s": n_img / t}
+                         for k, t in step.items()}
+    if "flamingo-pytorch" in step:
+        out["train_step"]["speedup"] = step["flamingo-pytorch"] / step["ours"]
+    progress(f"train step: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in step.items()))
+
+    # 3. utilisation: model FLOPs of one step over measured matmul throughput
+    with FlopCounterMode(display=False) as counter:
+        fns["ours"]()
+    flops = counter.get_total_flops()
+    peak = matmul_flops(device)
+    out["utilisation"] = {"model_flops_per_step": flops, "model_flops_per_s": flops / step["ours"],
+                          "matmul_flops_per_s": peak, "fraction": flops / step["ours"] / peak}
+
+    # 2. scaling, one knob at a time around B=8, T=48, N=4, 32 px
+    def measure(B, T, N, size):
+        ids, images = synthetic_batch(B, T, N, size, device)
+        fn = train_step_fn(model, params, ids, images)
+        t = timed(fn, device, max(3, repeats // 2))
+        with saved_bytes() as saved:
+            fn()
+        media = model.perceive(model.encode(images))
+        vis = media.flatten(1, 2)
+        from .masking import cross_attention_mask
+        mask = cross_attention_mask(ids, TOKENIZER.image_id, N, cfg.latents)
+        xt = timed(lambda: [layer(model.lm.embed(ids), vis, mask) for layer in model.xattn], device,
+                   max(3, repeats // 2))
+        row = {"step_s": t, "xattn_s": xt, "activation_bytes": saved[0]}
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            fn()
+            row["peak_bytes"] = torch.cuda.max_memory_allocated()
+        return row
+
+    sizes = (16, 32) if quick else (16, 32, 64)
+    counts_n = (1, 4) if quick else (1, 2, 4, 8, 16)
+    lengths = (32, 64) if quick else (32, 64, 128, 256)
+    out["scaling"] = {
+        "resolution": {str(s): measure(8, 48, 4, s) for s in sizes},
+        "images": {str(n): measure(8, max(48, 4 * n), n, 32) for n in counts_n},
+        "text_length": {str(t): measure(8, t, 4, 32) for t in lengths},
+    }
+    progress("scaling done")
+
+    # 4. inference: one 8-shot captioning episode, cached generation vs recomputing the prefix
+    from .evaluate import left_pad
+    from toy_data import build_prompt, make_episode, render
+    ep = make_episode("caption", 0)
+    text, scenes = build_prompt(ep.support(8), ep.query)
+    pids, valid = left_pad([TOKENIZER.encode(text)])
+    pids, valid = pids.to(device), valid.to(device)
+    imgs = render(scenes, data.image_size)[None].to(device)
+    model.eval()
+
+    banned = [TOKENIZER.pad_id, TOKENIZER.bos_id, TOKENIZER.image_id, TOKENIZER.eoc_id]  # 8 text tokens, always
+
+    def pick(logits):
+        logits[:, banned] = float("-inf")
+        return logits.argmax(-1, keepdim=True)
+
+    def recompute():
+        seq = pids
+        media = model.perceive(model.encode(imgs))
+        for _ in range(8):
+            with torch.no_grad():
+                tok = pick(model(seq, media=media)[:, -1])
+            seq = torch.cat([seq, tok], 1)
+
+    def cached():  # the same 8 steps (no early stop at <EOC>), through the KV cache
+        from .lm import Cache
+        with torch.no_grad():
+            media = model.perceive(model.encode(imgs))
+            cache = Cache.empty(len(model.lm.blocks), 1, device)
+            logits = model(pids, media=media, cache=cache)[:, -1]
+            hist = pids
+            for _ in range(7):
+                tok = pick(logits)
+                logits = model(tok, media=media, cache=cache, history=hist)[:, -1]
+                hist = torch.cat([hist, tok], 1)
+
+    lat = interleaved({"kv_cache": cached, "recompute": recompute}, device, repeats)
+    out["inference"] = {"shots": 8, "prompt_tokens": pids.shape[1], "new_tokens": 8,
+                        "kv_cache_s": lat["kv_cache"], "recompute_s": lat["recompute"],
+                        "speedup": lat["recompute"] / lat["kv_cache"]}
+    return out
+
+
+def table(r):
+    lines = [f"device {r['device']} ({r['threads']} threads), torch {r['torch']}", "",
+             "training step, default configuration (32 documents):"]
+    for k, v in r["train_step"].items():
+        if k != "speedup":
+            lines.append(f"  {k:<18} {v['seconds'] * 1e3:8.1f} ms  {v['tokens_per_s']:9.0f} tokens/s  "
+                         f"{v['images_per_s']:7.0f} images/s")
+    if "speedup" in r["train_step"]:
+        lines.append(f"  ours is {r['train_step']['speedup']:.2f}x flamingo-pytorch's throughput")
+    u = r["utilisation"]
+    lines += ["", f"utilisation: {u['model_flops_per_s'] / 1e9:.1f} GFLOP/s of model work, matmul peak "
+              f"{u['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s -> {u['fraction']:.1%}", ""]
+    for knob, rows in r["scaling"].items():
+        lines.append(f"scaling with {knob.replace('_', ' ')} (B=8; others at T=48, N=4, 32 px):")
+        for k, v in rows.items():
+            mem = f"  peak {v['peak_bytes'] / 2**20:6.1f} MiB" if "peak_bytes" in v else ""
+            lines.append(f"  {k:>5}: step {v['step_s'] * 1e3:7.1f} ms  gated layers {v['xattn_s'] * 1e3:6.2f} ms  "
+                         f"activations {v['activation_bytes'] / 2**20:6.1f} MiB{mem}")
+    i = r["inference"]
+    lines += ["", f"inference, {i['shots']}-shot caption episode ({i['prompt_tokens']} prompt tokens, "
+              f"{i['new_tokens']} new): KV cache {i['kv_cache_s'] * 1e3:.1f} ms, recompute "
+              f"{i['recompute_s'] * 1e3:.1f} ms ({i['speedup']:.1f}x)"]
+    return "\n".join(lines)
+
+
+def plot(r, path):
+    from . import plots
+    fig, axes = plots.plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, (knob, rows) in zip(axes, r["scaling"].items()):
+        xs = list(rows)
+        ax.plot(xs, [rows[x]["step_s"] * 1e3 for x in xs], "o-", label="training step")
+        ax.plot(xs, [rows[x]["xattn_s"] * 1e3 for x in xs], "s-", label="gated layers (forward)")
+        ax.set_xlabel(knob.replace("_", " ")), ax.set_ylabel("ms"), ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"scaling on {r['device']} ({r['threads']} threads)", fontsize=10)
+    return plots._save(fig, path)

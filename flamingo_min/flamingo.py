@@ -1,0 +1,185 @@
+"""Flamingo, assembled (paper section 2, Fig. 3): a frozen vision encoder and a frozen LM, bridged by a trained
+Perceiver Resampler and gated cross-attention layers inserted before every `xattn_every`-th LM block.
+
+    images --frozen CNN--> features --resampler--> visual tokens ----------.
+                                                                          v (masked by phi)
+    text ids --frozen embedding--> [GATED XATTN-DENSE -> frozen LM block] x L --> tied head --> logits
+
+Trained: the resampler, the gated layers (gates included) and the embeddings of the tokens the LM never saw,
+`<image>` and `<EOC>` (the paper trains its `<EOC>` embedding). They live in `new_embed` and replace their rows of the
+frozen table, which stays untouched. Everything else is frozen and out of autograd's parameter graph.
+
+Also here: generation (greedy or beam search, stopping at `<EOC>`; media encoded once; the LM's KV cache) and
+close-ended scoring by log-likelihood (paper App. A.2).
+
+Shapes: B batch, T text length, N images per row (the most in the batch), F frames, S spatial features, R latents,
+D width, V vocabulary, K beams.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from toy_data.vocab import TOKENIZER
+
+from .encoder import VisionEncoder
+from .lm import LM, Cache
+from .masking import cross_attention_mask
+from .resampler import PerceiverResampler
+from .xattn import GatedCrossAttention
+
+
+class Flamingo(nn.Module):
+    def __init__(self, cfg, vocab_size=len(TOKENIZER)):
+        super().__init__()
+        self.cfg = cfg
+        self.lm = LM(vocab_size, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.context)
+        self.vision = VisionEncoder(cfg.vision_width)
+        self.resampler = PerceiverResampler(cfg.vision_width, cfg.d_model, cfg.latents, cfg.resampler_layers,
+                                            cfg.n_heads, cfg.max_frames)
+        self.xattn = nn.ModuleList(GatedCrossAttention(cfg.d_model, cfg.n_heads, cfg.xattn_ff_mult)
+                                   for i in range(cfg.n_layers) if i % cfg.xattn_every == 0)
+        self.register_buffer("new_ids", torch.tensor([TOKENIZER.image_id, TOKENIZER.eoc_id]), persistent=False)
+        self.new_embed = nn.Parameter(torch.empty(2, cfg.d_model))
+        self.reset_new_embeddings()
+        self.freeze()
+
+    # --- what trains and what does not -------------------------------------------------------------------------
+    def reset_new_embeddings(self):
+        """Start <image> and <EOC> from the LM's own rows, so that at init the model *is* the LM."""
+        with torch.no_grad():
+            self.new_embed.copy_(self.lm.embed.weight[self.new_ids])
+
+    def freeze(self):
+        for p in [*self.lm.parameters(), *self.vision.parameters()]:
+            p.requires_grad_(False)
+        return self
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.lm.eval(), self.vision.eval()  # frozen parts stay in eval mode
+        return self
+
+    def trainable_parameters(self):
+        """(name, parameter) pairs the bridge trains: resampler, gated layers, new token embeddings."""
+        return [(n, p) for n, p in self.named_parameters() if n.startswith(("resampler.", "xattn.", "new_embed"))]
+
+    def gates(self):
+        """|tanh(alpha)| of every gate, as a dict name -> float (paper Fig. 6)."""
+        out = {}
+        for i, layer in enumerate(self.xattn):
+            out[f"xattn{i}"] = abs(torch.tanh(layer.alpha_xattn).item())
+            out[f"dense{i}"] = abs(torch.tanh(layer.alpha_dense).item())
+        return out
+
+    def embed_weight(self):
+        return self.lm.embed.weight.index_put((self.new_ids,), self.new_embed)   # (V, D), new rows trainable
+
+    # --- the forward pass --------------------------------------------------------------------------------------
+    def encode(self, images, counts=None):
+        """images (B, N, 3, H, W) or (B, N, F, 3, H, W) -> features (B, N, [F,] S, Dv), from the frozen encoder.
+
+        counts (B,): only the first counts[b] images of row b are real; padding images are not encoded (zeros).
+        """
+        if images.dim() not in (5, 6) or images.shape[-3] != 3:
+            raise ValueError(f"images must be (B, N, 3, H, W) or (B, N, F, 3, H, W), got {tuple(images.shape)}")
+        B, N = images.shape[:2]
+        real = torch.ones(B, N, dtype=torch.bool, device=images.device) if counts is None else (
+            torch.arange(N, device=images.device) < counts.to(images.device)[:, None])          # (B, N)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.vision.net[0].weight.requires_grad):
+            picked = images[real]                                                  # (n_real, [F,] 3, H, W)
+            feats = self.vision(picked.reshape(-1, *images.shape[-3:]))           # (n_real*F, S, Dv)
+        feats = feats.reshape(*picked.shape[:-3], *feats.shape[-2:])               # (n_real, [F,] S, Dv)
+        out = feats.new_zeros(B, N, *feats.shape[1:])
+        out[real] = feats
+        return out
+
+    def perceive(self, features):
+        return self.resampler(features)                                           # (B, N, R, D)
+
+    def forward(self, ids, images=None, features=None, media=None, counts=None, valid=None, cache=None,
+                history=None):
+        """ids (B, T) -> logits (B, T, V).
+
+        Give the images as pixels (B, N, 3, H, W), as frozen features (B, N, S, Dv), or as visual tokens
+        (B, N, R, D). counts (B,) says how many of the N images each row really has (default: all N).
+        valid (B, T) marks real tokens for left-padded batches (right padding needs nothing: attention is causal).
+        cache and history continue a prefix: history (B, P) holds the ids already in the cache.
+        """
+        B, T = ids.shape
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.lm.embed.num_embeddings):
+            raise ValueError(f"token ids must lie in [0, {self.lm.embed.num_embeddings}), got "
+                             f"[{int(ids.min())}, {int(ids.max())}]")
+        if media is None:
+            if features is None and images is not None:
+                features = self.encode(images, counts)
+            media = self.perceive(features) if features is not None else self.resampler.latents.new_zeros(
+                B, 0, self.cfg.latents, self.cfg.d_model)
+        N, R = media.shape[1], media.shape[2]
+        full = ids if history is None else torch.cat([history, ids], dim=1)
+        n_tags = (full == TOKENIZER.image_id).sum(1)
+        given = torch.full_like(n_tags, N) if counts is None else counts.to(n_tags.device)
+        for row in (n_tags != given).nonzero().flatten().tolist():
+            raise ValueError(f"row {row} has {int(n_tags[row])} <image> tokens but {int(given[row])} images were given")
+        mask = cross_attention_mask(full, TOKENIZER.image_id, N, R, self.cfg.only_immediate)[:, -T:]  # (B, T, N*R)
+        visual = rearrange(media, "b n r d -> b (n r) d")                          # all images' tokens in a row
+
+        def before_block(i, x):
+            if i % self.cfg.xattn_every:
+                return x
+            return self.xattn[i // self.cfg.xattn_every](x, visual, mask)
+
+        return self.lm(ids, valid, cache, before_block, self.embed_weight())
+
+    # --- inference -----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sequence_logprob(self, ids, target_mask, **media):
+        """Sum of log p(ids[t] | ids[:t], images) over positions where target_mask is True: (B, T) -> (B,)."""
+        logits = self(ids, **media)[:, :-1].float()
+        logp = F.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (B, T-1)
+        return (logp * target_mask[:, 1:]).sum(1)
+
+    @torch.no_grad()
+    def generate(self, ids, images=None, media=None, counts=None, valid=None, max_new_tokens=10, num_beams=1):
+        """Continue left-padded prompts ids (B, T) until <EOC>: greedy (num_beams=1) or beam search.
+
+        Media are encoded once and the LM's keys and values are cached; each step feeds one token. Returns the
+        best continuation of each row as a list of token ids, without the <EOC>.
+        """
+        B, K = ids.shape[0], num_beams
+        valid = ids != TOKENIZER.pad_id if valid is None else valid
+        if media is None and images is not None:
+            media = self.perceive(self.encode(images, counts))
+        cache = Cache.empty(len(self.lm.blocks), B, ids.device)
+        logits = self(ids, media=media, counts=counts, valid=valid, cache=cache)[:, -1]   # (B, V)
+        rows = torch.arange(B, device=ids.device).repeat_interleave(K)                    # (B*K,): beams of a row
+        cache.reorder(rows)
+        history, logits = ids[rows], logits[rows]
+        media = media[rows] if media is not None else None
+        counts = counts[rows] if counts is not None else None
+        scores = torch.full((B, K), float("-inf"), device=ids.device)
+        scores[:, 0] = 0                                                           # one live hypothesis to start
+        scores = scores.flatten()                                                  # (B*K,)
+        done = torch.zeros(B * K, dtype=torch.bool, device=ids.device)
+        out = ids.new_zeros(B * K, 0)
+        banned = [TOKENIZER.pad_id, TOKENIZER.bos_id, TOKENIZER.image_id]
+        for _ in range(max_new_tokens):
+            logp = F.log_softmax(logits.float(), -1)                               # (B*K, V)
+            logp[:, banned] = float("-inf")
+            logp[done] = float("-inf")
+            logp[done, TOKENIZER.pad_id] = 0.0                                     # a finished beam idles at no cost
+            V = logp.shape[-1]
+            top, idx = (scores[:, None] + logp).view(B, K * V).topk(K, dim=-1)     # (B, K), best first
+            src = (torch.arange(B, device=ids.device)[:, None] * K + idx // V).flatten()  # (B*K,) parent beam
+            token = (idx % V).flatten()
+            scores, out, done = top.flatten(), torch.cat([out[src], token[:, None]], 1), done[src] | (token == TOKENIZER.eoc_id)
+            cache.reorder(src)
+            if bool(done.all()):
+                break
+            logits = self(token[:, None], media=media, counts=counts, cache=cache, history=history[src])[:, -1]
+            history = torch.cat([history[src], token[:, None]], 1)
+        best = out.view(B, K, -1)[:, 0]                                            # (B, steps): top beam
+        result = []
+        for row in best.tolist():
+            result.append(row[: row.index(TOKENIZER.eoc_id)] if TOKENIZER.eoc_id in row else row)
+        return result

@@ -1,0 +1,140 @@
+"""The language model: a small GPT-style decoder, pretrained on text and then frozen (paper section 2).
+
+Pre-LayerNorm blocks with causal self-attention through `F.scaled_dot_product_attention`, a feed-forward, and an
+output head tied to the token embedding. Two choices the paper leaves to us:
+
+- Rotary position embeddings (RoFormer). Attention then depends only on the distance between tokens, never on absolute
+  position, so a 16-shot prompt (longer than any interleaved training document) looks, locally, like the text the LM
+  was pretrained on. Positions are counted over real tokens only, so left padding changes nothing.
+- A "smeared key": each head mixes into its key at position t the key of position t-1, with a learned weight. An
+  induction head needs to know which token came *before* a candidate; one layer with smeared keys can find "the
+  position right after an earlier copy of me" and copy it (`red dax . blue wug . red` -> `dax`). Issue 5's prototype:
+  a plain 4-layer LM plateaued at 35-50% on 3-way binding; with smeared keys, 100% within ~100 steps.
+- The tied head lets the LM copy a label it has only read: an attended embedding maps straight back to its logit.
+
+`forward` takes a `before_block(i, x)` hook; Flamingo inserts its gated cross-attention layers through it, so the LM's
+loop is written once. A `Cache` holds keys and values for generation.
+
+Shapes: B batch, T text length (new tokens), P cached length, H heads, Dh head width, D width, V vocabulary.
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+
+def rotate(x, pos, base=10_000.0):
+    """Rotary embedding of the first half of x's channels, (B, H, T, Dh) at integer positions pos (B, T).
+
+    The other half carries no position at all: content-only channels in which a query can match a key at any
+    distance, which is what copying from far back in a 16-shot prompt needs (partial rotary, as in GPT-NeoX).
+    """
+    rot = x.shape[-1] // 2
+    half = rot // 2
+    freq = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)   # (rot/2,)
+    angle = (pos[..., None].float() * freq)[:, None]                                     # (B, 1, T, rot/2)
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    x1, x2, rest = x[..., :half], x[..., half:rot], x[..., rot:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos, rest], dim=-1)
+
+
+@dataclass
+class Cache:
+    """Per-layer keys and values of every token so far, plus what the next tokens need to continue."""
+    keys: list        # per layer (B, H, P, Dh), rotated and smeared
+    values: list      # per layer (B, H, P, Dh)
+    last_key: list    # per layer (B, H, 1, Dh): the raw key of the last position, for smearing the next one
+    valid: torch.Tensor  # (B, P) bool: real token (not padding)
+
+    @classmethod
+    def empty(cls, n_layers, batch, device=None):
+        return cls([None] * n_layers, [None] * n_layers, [None] * n_layers,
+                   torch.zeros(batch, 0, dtype=torch.bool, device=device))
+
+    def reorder(self, rows):
+        """Keep the given batch rows (beam search)."""
+        pick = lambda ts: [t.index_select(0, rows) for t in ts]
+        self.keys, self.values, self.last_key = pick(self.keys), pick(self.values), pick(self.last_key)
+        self.valid = self.valid.index_select(0, rows)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d, n_heads):
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.out = nn.Linear(d, d, bias=False)
+        self.smear = nn.Parameter(torch.zeros(n_heads, 1, 1))  # sigmoid(0) = 0.5: half the previous key
+
+    def forward(self, x, pos, valid, prev_valid, mask, cache=None, layer=0):
+        q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.n_heads)
+        prev = k[:, :, :-1]                                                   # (B, H, T-1, Dh): key of t-1
+        first = cache.last_key[layer] if cache is not None and cache.last_key[layer] is not None else torch.zeros_like(k[:, :, :1])
+        prev = torch.cat([first, prev], dim=2) * prev_valid[:, None, :, None]  # (B, H, T, Dh); padding smears nothing
+        lam = torch.sigmoid(self.smear)
+        k_raw, k = k, rotate((1 - lam) * k + lam * prev, pos)
+        q = rotate(q, pos)
+        if cache is not None:
+            if cache.keys[layer] is not None:
+                k = torch.cat([cache.keys[layer], k], dim=2)                  # (B, H, P+T, Dh)
+                v = torch.cat([cache.values[layer], v], dim=2)
+            cache.keys[layer], cache.values[layer], cache.last_key[layer] = k, v, k_raw[:, :, -1:]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        return self.out(rearrange(y, "b h t d -> b t (h d)"))
+
+
+class Block(nn.Module):
+    def __init__(self, d, n_heads):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = SelfAttention(d, n_heads)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x, pos, valid, prev_valid, mask, cache=None, layer=0):
+        x = x + self.attn(self.ln1(x), pos, valid, prev_valid, mask, cache, layer)
+        return x + self.mlp(self.ln2(x))
+
+
+class LM(nn.Module):
+    def __init__(self, vocab_size, d_model=128, n_layers=4, n_heads=4, context=256):
+        super().__init__()
+        self.context = context
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        nn.init.normal_(self.embed.weight, std=0.02)
+
+    def forward(self, ids, valid=None, cache=None, before_block=None, embed_weight=None):
+        """ids (B, T) -> logits (B, T, V). valid (B, T) marks real tokens (default: all); cache continues a prefix.
+
+        embed_weight replaces the embedding table (input and tied output), so Flamingo can train new token rows.
+        """
+        weight = self.embed.weight if embed_weight is None else embed_weight
+        B, T = ids.shape
+        valid = torch.ones_like(ids, dtype=torch.bool) if valid is None else valid
+        past = cache.valid if cache is not None else valid[:, :0]                # (B, P)
+        all_valid = torch.cat([past, valid], dim=1)                              # (B, P+T)
+        pos = (all_valid.long().cumsum(1) - 1).clamp(min=0)[:, past.shape[1]:]   # (B, T): real tokens before t
+        if int(pos.max()) >= self.context:
+            raise ValueError(f"sequence of {int(pos.max()) + 1} tokens exceeds the LM's context of {self.context}: "
+                             "use fewer shots or raise model.context (and retrain the LM)")
+        prev_valid = all_valid[:, past.shape[1] - 1: -1] if past.shape[1] else torch.cat(
+            [torch.zeros_like(valid[:, :1]), valid[:, :-1]], dim=1)               # (B, T): is t-1 a real token?
+        mask = None  # plain causal attention, the fast path, when nothing is padded or cached
+        if cache is not None or not bool(valid.all()):
+            P = past.shape[1]
+            key = torch.arange(P + T, device=ids.device)                             # (P+T,)
+            query = torch.arange(P, P + T, device=ids.device)[:, None]               # (T, 1)
+            mask = (key <= query) & all_valid[:, None, :]                            # (B, T, P+T): causal, real keys
+            mask = mask | (key == query)                                             # padding attends to itself
+            mask = mask[:, None]                                                     # (B, 1, T, P+T)
+        x = F.embedding(ids, weight)
+        for i, block in enumerate(self.blocks):
+            if before_block is not None:
+                x = before_block(i, x)
+            x = block(x, pos, valid, prev_valid, mask, cache, i)
+        if cache is not None:
+            cache.valid = all_valid
+        return self.ln_f(x) @ weight.T

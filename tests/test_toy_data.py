@@ -1,0 +1,202 @@
+"""The toy world (issue 2): determinism, document structure, held-out splits, pixels that mean what they say."""
+import random
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from toy_data import (EVAL_NONCE, HELD_OUT, TOKENIZER, TRAIN_NONCE, DataConfig, DocumentStream, PairStream,
+                      TextCorpus, Tokenizer, build_prompt, make_episode, render)
+from toy_data.documents import VALUES
+from toy_data.shapes import BACKGROUND, COLOURS, RGB, SHAPES, Obj, Scene, describe
+from toy_data.tasks import TASKS, token_f1
+
+CFG = DataConfig()
+STREAMS = {"text": TextCorpus, "pair": PairStream, "document": DocumentStream}
+N_CHECK = 400  # sampled indices per stream for the "never" properties
+
+
+def test_render_is_seeded_and_batched():
+    scenes = [Scene((Obj(0, 1, 2, 4),)), Scene((Obj(3, 2, 0, 0), Obj(3, 2, 1, 8)))]
+    a = render(scenes, 32, torch.Generator().manual_seed(1))
+    b = render(scenes, 32, torch.Generator().manual_seed(1))
+    c = render(scenes, 32, torch.Generator().manual_seed(2))
+    assert a.shape == (2, 3, 32, 32) and a.dtype == torch.float32
+    assert 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert render(scenes, 20).shape == (2, 3, 20, 20)
+    with pytest.raises(ValueError, match="too small"):
+        render(scenes, 8)
+
+
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_streams_are_pure_functions_of_seed_and_index(name):
+    s1, s2, other = STREAMS[name](CFG, 7), STREAMS[name](CFG, 7), STREAMS[name](CFG, 8)
+    for i in (0, 5, 123):
+        a, b = s1[i], s2[i]
+        assert torch.equal(a.tokens, b.tokens) and torch.equal(a.images, b.images)
+        assert torch.equal(a.loss_mask, b.loss_mask)
+    differs = [not torch.equal(s1[i].tokens, other[i].tokens) or not torch.equal(s1[i].images, other[i].images)
+               for i in range(10)]
+    assert any(differs)
+    assert torch.equal(STREAMS[name](CFG, 7)[50].tokens, s1[50].tokens)   # order of access does not matter
+
+
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_tokenizer_round_trip_on_every_stream(name):
+    stream = STREAMS[name](CFG, 0)
+    for i in range(50):
+        ids = stream[i].tokens.tolist()
+        assert TOKENIZER.encode(TOKENIZER.decode(ids)) == ids
+
+
+def test_unknown_word_is_named():
+    with pytest.raises(ValueError, match="unknown word 'zebra'"):
+        TOKENIZER.encode("a big zebra")
+    with pytest.raises(ValueError, match="twice"):
+        Tokenizer(("a", "a"))
+
+
+def test_documents_hold_one_image_token_per_image_and_fit():
+    docs, pairs = DocumentStream(CFG, 0), PairStream(CFG, 0)
+    tasks = set()
+    for i in range(N_CHECK):
+        for s in (docs[i], pairs[i]):
+            assert int((s.tokens == TOKENIZER.image_id).sum()) == len(s.images) == len(s.scenes)
+            assert 1 <= len(s.images) <= CFG.max_images and len(s.tokens) <= CFG.max_len
+            assert int((s.tokens == TOKENIZER.eoc_id).sum()) == len(s.images)
+            assert not s.loss_mask[s.tokens == TOKENIZER.image_id].any()   # <image> is never a target
+            first = int((s.tokens == TOKENIZER.image_id).nonzero()[0])
+            assert not s.loss_mask[: first + 1].any()                     # nothing before the first image
+            tasks.add(s.task)
+    assert tasks == {"caption", "question", "count", "infer", "bind", "pair"}
+    text = TextCorpus(CFG, 0)[0]
+    assert len(text.tokens) == CFG.text_len and len(text.images) == 0
+
+
+def _labels(sample):
+    words = TOKENIZER.decode(sample.tokens).split()
+    return [words[i + 1] for i, w in enumerate(words) if w == "<image>"]
+
+
+def test_binding_documents_are_consistent_and_bursty():
+    docs = DocumentStream(CFG, 3)
+    seen = 0
+    for i in range(N_CHECK):
+        s = docs[i]
+        if s.task != "bind":
+            continue
+        seen += 1
+        labels = _labels(s)
+        assert all(lb in TRAIN_NONCE for lb in labels)
+        assert labels[-1] in labels[:-1]                       # the query repeats a value seen before
+        assert len(set(labels)) <= CFG.ways
+        # Some bound attribute maps its values one-to-one onto the labels.
+        ok = False
+        for attr in CFG.bind_attributes:
+            values = [describe(sc)[attr] for sc in s.scenes]
+            pairs = set(zip(values, labels))
+            if len(pairs) == len(set(values)) == len(set(labels)):
+                ok = True
+        assert ok, TOKENIZER.decode(s.tokens)
+        # Scored labels are exactly the repeated ones.
+        words = TOKENIZER.decode(s.tokens).split()
+        scored = [words[t] for t in range(len(words)) if s.loss_mask[t] and words[t] != "<EOC>"]
+        repeats = [lb for k, lb in enumerate(labels) if lb in labels[:k]]
+        assert scored == repeats
+    assert seen > 50
+
+
+def test_held_out_combinations_never_reach_a_training_stream():
+    assert len(HELD_OUT) == 12
+    for cls in (PairStream, DocumentStream):
+        stream = cls(CFG, 0)
+        for i in range(N_CHECK):
+            for scene in stream[i].scenes:
+                assert all((o.colour, o.shape) not in HELD_OUT for o in scene.objects)
+    text = TextCorpus(CFG, 0)
+    held = {f"{COLOURS[c]} {SHAPES[s]}" for c, s in HELD_OUT} | {
+        f"{COLOURS[c]} {VALUES['shape'][s]}s" for c, s in HELD_OUT} | {
+        f"{COLOURS[c]} crosses" for c, s in HELD_OUT if SHAPES[s] == "cross"}
+    for i in range(100):
+        words = TOKENIZER.decode(text[i].tokens).split()
+        bigrams = {" ".join(words[k:k + 2]) for k in range(len(words) - 1)}
+        assert not bigrams & held
+
+
+def test_evaluation_nonce_words_only_in_text():
+    eval_ids = set(TOKENIZER.encode(" ".join(EVAL_NONCE)))
+    for cls in (PairStream, DocumentStream):
+        stream = cls(CFG, 0)
+        for i in range(N_CHECK):
+            assert not set(stream[i].tokens.tolist()) & eval_ids
+    text = TextCorpus(CFG, 0)
+    in_text = set().union(*(set(text[i].tokens.tolist()) for i in range(200)))
+    assert eval_ids <= in_text                                      # the LM can read every evaluation word
+
+
+@given(st.integers(0, 5), st.integers(0, 5), st.integers(0, 2), st.integers(0, 8))
+def test_colour_is_recoverable_from_pixels(colour, shape, size, cell):
+    img = render([Scene((Obj(shape, colour, size, cell),))], 32, noise=0.0, colour_jitter=0.0, jitter=0.0)[0]
+    inside = (img - BACKGROUND).abs().amax(0) > 0.3                  # (H, W): pixels covered by the shape
+    mean = img[:, inside].mean(1)                                   # (3,)
+    assert int((RGB - mean).norm(dim=1).argmin()) == colour
+
+
+@given(st.integers(0, 5), st.integers(0, 5), st.integers(0, 8))
+def test_area_grows_with_size(colour, shape, cell):
+    scenes = [Scene((Obj(shape, colour, size, cell),)) for size in range(3)]
+    img = render(scenes, 32, noise=0.0, colour_jitter=0.0, jitter=0.0)
+    area = ((img - BACKGROUND).abs().amax(1) > 0.05).float().sum((1, 2))
+    assert area[0] < area[1] < area[2]
+
+
+def test_impossible_configs_say_which_setting_to_change():
+    with pytest.raises(ValueError, match="data.ways=5 but attribute 'count' has only 4 values"):
+        DataConfig(ways=5, bind_attributes=("count",))
+    with pytest.raises(ValueError, match="raise data.max_len to 81 or lower data.max_images"):
+        DataConfig(max_images=10)
+    with pytest.raises(ValueError, match="bind_attributes"):
+        DataConfig(bind_attributes=("smell",))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_episodes_prompts_and_held_out(task):
+    for seed in range(6):
+        ep = make_episode(task, seed)
+        assert ep.query.answer in ep.candidates or task == "caption" and ep.query.answer in ep.candidates
+        for k in (0, 1, 2, 4, 8, 16):
+            support = ep.support(k)
+            assert len(support) == k
+            text, scenes = build_prompt(support, ep.query, ep.text_examples)
+            assert text.split().count("<image>") == k + 1 == len(scenes)
+            assert text.split()[-1] != "<EOC>"
+            if k == 0:
+                assert text.split().count("<EOC>") == 2                    # two text-only examples
+            if task == "bind" and k:
+                assert ep.query.answer in [e.answer for e in support]      # the query's label is in the prompt
+        for e in ep.pool + [ep.query]:
+            for o in e.scene.objects:
+                assert (o.colour, o.shape) in HELD_OUT
+        if task == "bind":
+            assert set(ep.candidates) <= set(EVAL_NONCE)
+
+
+def test_baselines_on_a_constructed_episode():
+    ep = make_episode("infer", 0)
+    answers = ["red", "blue", "blue", "red", "green"]
+    ep.pool = [type(ep.query)(ep.query.scene, "", a) for a in answers] + ep.pool[5:]
+    assert ep.baselines(5) == {"majority": "red", "last": "green"}  # tie between red and blue: the latest wins
+    assert ep.baselines(3) == {"majority": "blue", "last": "blue"}
+    assert ep.baselines(0)["last"] == ep.text_examples[-1].answer
+    assert token_f1("a big red circle", "a big red circle") == 1.0
+    assert token_f1("a big blue circle", "a big red circle") == pytest.approx(0.75)
+    assert token_f1("", "a") == 0.0
+
+
+def test_episodes_are_deterministic_and_unknown_task_rejected():
+    a, b = make_episode("bind", 11), make_episode("bind", 11)
+    assert a.query == b.query and a.pool == b.pool
+    with pytest.raises(ValueError, match="unknown task 'dance'"):
+        make_episode("dance", 0)

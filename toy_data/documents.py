@@ -1,0 +1,320 @@
+"""Training streams: a text-only corpus, image-caption pairs, and interleaved image-text documents (our M3W).
+
+Each stream is indexable and seeded: sample i is a pure function of (seed, i), so a resumed run sees exactly the data an
+uninterrupted one would, and two runs with one seed see the same data. No training stream renders a held-out colour x
+shape combination (shapes.HELD_OUT), and no stream with images uses an evaluation nonce word (vocab.EVAL_NONCE).
+
+Formats (paper section 2.3: `<image>` where an image stood, `<EOC>` ending each chunk):
+    text      <bos> a big red circle at top-left . what colour ? red . <eos> red dax . blue wug . red dax . <eos> ...
+    pair      <bos> <image> a big red circle at top-left <EOC>
+    document  <bos> <image> chunk <EOC> <image> chunk <EOC> ...   1 to max_images images, one hidden task per document
+
+Document tasks: caption; question (one attribute per document); count; infer (bare answers about one hidden attribute:
+`<image> red <EOC> <image> blue <EOC>`); bind (a per-document mapping from one attribute's values to nonce words).
+
+Which targets carry loss (`Sample.loss_mask`, True where token t is predicted from t-1 and scored):
+- never `<bos>`, `<image>` (it is given, not predicted), padding, or text before the first image;
+- in an infer document, not the first answer: which attribute is asked cannot be known before one example;
+- in a bind document, only labels whose value appeared earlier in the document. A first occurrence is a coin flip over
+  nonce words, and its gradient teaches a prior over labels instead of reading the context (issue 5's prototype).
+"""
+import random
+from dataclasses import dataclass
+
+import torch
+
+from .shapes import COLOURS, COUNTS, PLURALS, POSITIONS, SHAPES, SIZES, TRAIN_COMBOS, Obj, Scene, describe, render
+from .vocab import NONCE, TOKENIZER, TRAIN_NONCE
+
+ATTRIBUTES = ("colour", "shape", "size", "position", "count")
+VALUES = {"colour": COLOURS, "shape": SHAPES, "size": SIZES, "position": POSITIONS, "count": COUNTS}
+QUESTION = {"colour": "what colour ?", "shape": "what shape ?", "size": "what size ?", "position": "where ?",
+            "count": "how many ?"}
+DOC_TASKS = ("caption", "question", "count", "infer", "bind")
+LONGEST_CHUNK = 8  # "<image> a big red circle at top-left <EOC>"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    image_size: int = 32
+    max_images: int = 5        # per interleaved document (the paper trains with 5)
+    max_len: int = 48          # tokens per document or pair, padding included
+    text_len: int = 160        # tokens per packed text-corpus sequence: longer than a 16-shot prompt
+    ways: int = 3              # labels per binding document
+    bind_attributes: tuple = ("colour", "shape")
+    infer_attributes: tuple = ATTRIBUTES
+    clutter: float = 0.0       # in a binding document, chance that an image redraws its unbound attributes
+    noise: float = 0.02        # pixel noise std
+    colour_jitter: float = 0.04
+    text_bind_max_pairs: int = 24
+    w_caption: float = 1.0     # mixture weights of the interleaved-document tasks
+    w_question: float = 1.0
+    w_count: float = 1.0
+    w_infer: float = 2.0
+    w_bind: float = 4.0        # binding scores only repeated labels, ~1.5 tokens a document: it needs the volume
+
+    def __post_init__(self):
+        if self.image_size < 16:
+            raise ValueError(f"data.image_size={self.image_size} is too small; use 16 or more")
+        for name in ("bind_attributes", "infer_attributes"):
+            attrs = getattr(self, name)
+            if not attrs or any(a not in ATTRIBUTES for a in attrs):
+                raise ValueError(f"data.{name}={attrs!r}: choose a non-empty subset of {ATTRIBUTES}")
+        for a in self.bind_attributes:
+            if self.ways > len(VALUES[a]):
+                raise ValueError(f"data.ways={self.ways} but attribute {a!r} has only {len(VALUES[a])} values: "
+                                 f"lower data.ways or remove {a!r} from data.bind_attributes")
+        if self.ways < 2:
+            raise ValueError(f"data.ways={self.ways}: binding needs at least 2 labels")
+        if self.ways > len(TRAIN_NONCE):
+            raise ValueError(f"data.ways={self.ways} exceeds the {len(TRAIN_NONCE)} training nonce words")
+        if self.max_images < 2:
+            raise ValueError(f"data.max_images={self.max_images}: binding and inference need at least 2 images")
+        need = 1 + self.max_images * LONGEST_CHUNK
+        if need > self.max_len:
+            raise ValueError(f"data.max_images={self.max_images} needs up to {need} tokens but data.max_len="
+                             f"{self.max_len}: raise data.max_len to {need} or lower data.max_images")
+        if not 0.0 <= self.clutter <= 1.0:
+            raise ValueError(f"data.clutter={self.clutter} must lie in [0, 1]")
+        weights = [getattr(self, "w_" + t) for t in DOC_TASKS]
+        if min(weights) < 0 or sum(weights) == 0:
+            raise ValueError("the mixture weights data.w_* must be >= 0 and not all 0")
+
+
+@dataclass
+class Sample:
+    tokens: torch.Tensor      # (T,) long
+    loss_mask: torch.Tensor   # (T,) bool: True where token t is a scored target
+    images: torch.Tensor      # (N, 3, H, W), N = 0 for text
+    task: str
+    scenes: tuple = ()
+
+
+def _rng(seed, stream, i):
+    """One integer per (seed, stream, sample): the whole sample is a pure function of it."""
+    return (seed * 1_000_003 + stream * 7_919 + i * 2_654_435_761) % (2 ** 62)
+
+
+def draw_scene(rng, combos=TRAIN_COMBOS, colour=None, shape=None, size=None, position=None, count=1):
+    """A random scene with the given attribute values fixed (indices), drawn only from the allowed combos."""
+    allowed = [(c, s) for c, s in combos if colour in (None, c) and shape in (None, s)]
+    if not allowed:
+        raise ValueError(f"no allowed colour x shape combination has colour={colour}, shape={shape}")
+    c, s = rng.choice(allowed)
+    if count == 1:
+        size = rng.randrange(3) if size is None else size
+        cell = rng.randrange(9) if position is None else position
+        return Scene((Obj(s, c, size, cell),))
+    # Several objects: one colour and shape, small or medium so that neighbours never touch.
+    return Scene(tuple(Obj(s, c, rng.randrange(2), cell) for cell in rng.sample(range(9), count)))
+
+
+def caption(scene, colour=True):
+    """`a big red circle at top-left` or `three red circles`; colour=False leaves the colour word out."""
+    d = describe(scene)
+    c = f"{d['colour']} " if colour else ""
+    if len(scene.objects) > 1:
+        return f"{d['count']} {c}{PLURALS[scene.objects[0].shape]}"
+    return f"a {d['size']} {c}{d['shape']} at {d['position']}"
+
+
+def attribute_scene(rng, attribute, combos=TRAIN_COMBOS):
+    """A scene suited to asking about `attribute`: count scenes for counting, single objects otherwise."""
+    return draw_scene(rng, combos, count=rng.randint(1, 4) if attribute == "count" else 1)
+
+
+class _Stream:
+    code = 0
+
+    def __init__(self, cfg: DataConfig, seed: int = 0):
+        self.cfg, self.seed = cfg, seed
+
+    def _start(self, i):
+        if i < 0:
+            raise IndexError(f"sample index {i} is negative")
+        return random.Random(_rng(self.seed, self.code, i))
+
+    def _images(self, scenes, i):
+        if not scenes:
+            return torch.zeros(0, 3, self.cfg.image_size, self.cfg.image_size)
+        g = torch.Generator().manual_seed(_rng(self.seed, self.code + 100, i))
+        return render(scenes, self.cfg.image_size, g, colour_jitter=self.cfg.colour_jitter, noise=self.cfg.noise)
+
+
+def _assemble(chunks, scored):
+    """Token ids and loss mask for `<bos>` + chunks; `scored[k]` says which words of chunk k are targets."""
+    ids, mask = [TOKENIZER.bos_id], [False]
+    for words, score in zip(chunks, scored):
+        toks = TOKENIZER.encode(words)
+        ids += toks
+        mask += [bool(s) and t != TOKENIZER.image_id for t, s in zip(toks, score)]
+    return torch.tensor(ids), torch.tensor(mask)
+
+
+class TextCorpus(_Stream):
+    """Packed text-only sequences of exactly cfg.text_len tokens, for pretraining the LM (no <image>, no <EOC>)."""
+    code = 1
+
+    def _doc(self, rng):
+        kind = rng.choice(("caption", "qa", "bind", "bind", "infer"))
+        if kind == "caption":
+            return caption(draw_scene(rng, count=rng.choice((1, 1, 1, 2, 3, 4)))) + " ."
+        if kind == "qa":
+            a = rng.choice(ATTRIBUTES)
+            scene = attribute_scene(rng, a)
+            return f"{caption(scene)} . {QUESTION[a]} {describe(scene)[a]} ."
+        if kind == "infer":  # text-only task inference: the answers show which attribute is wanted
+            a = rng.choice(ATTRIBUTES)
+            scenes = [attribute_scene(rng, a) for _ in range(rng.randint(2, 6))]
+            return " ".join(f"{caption(s)} : {describe(s)[a]} ." for s in scenes)
+        # Binding with attribute words where images will later stand: `red dax . blue wug . red dax .`
+        values = VALUES[rng.choice(ATTRIBUTES)]
+        ways = rng.randint(2, min(6, len(values)))
+        keys, labels = rng.sample(values, ways), rng.sample(NONCE, ways)  # both nonce pools: the LM must read them all
+        pairs = rng.randint(ways, self.cfg.text_bind_max_pairs)
+        picks = [rng.randrange(ways) for _ in range(pairs)]
+        return " ".join(f"{keys[p]} {labels[p]} ." for p in picks)
+
+    def __getitem__(self, i):
+        rng = self._start(i)
+        words = []
+        while len(words) < self.cfg.text_len:
+            words += self._doc(rng).split() + ["<eos>"]
+        tokens = torch.tensor([TOKENIZER.bos_id] + TOKENIZER.encode(" ".join(words[: self.cfg.text_len - 1])))
+        mask = torch.ones_like(tokens, dtype=torch.bool)
+        mask[0] = False
+        return Sample(tokens, mask, self._images((), i), "text")
+
+
+class PairStream(_Stream):
+    """Image-caption pairs `<bos> <image> caption <EOC>`: contrastive pretraining and Flamingo's pair stream."""
+    code = 2
+
+    def __getitem__(self, i):
+        rng = self._start(i)
+        scene = draw_scene(rng, count=1 if rng.random() < 0.8 else rng.randint(2, 4))
+        tokens, mask = _assemble([f"<image> {caption(scene)} <EOC>"], [[1] * LONGEST_CHUNK])
+        return Sample(tokens, mask, self._images([scene], i), "pair", (scene,))
+
+    def twin(self, i):
+        """Sample i's minimal-pair twin: its scene with one attribute changed, captioned to match."""
+        rng = random.Random(_rng(self.seed, self.code + 200, i))
+        scene = twin_scene(rng, self[i].scenes[0])
+        tokens, mask = _assemble([f"<image> {caption(scene)} <EOC>"], [[1] * LONGEST_CHUNK])
+        return Sample(tokens, mask, self._images([scene], -1 - i), "pair", (scene,))
+
+    def grey(self, i):
+        """Sample i drawn colourless and captioned without its colour word (`a big circle at top-left`).
+
+        Colour augmentation for contrastive pretraining (the paper uses colour augmentation too). Inside the training
+        combinations colour predicts shape ("red is never a circle"), and an encoder that leans on that shortcut
+        fails on exactly the held-out combinations; a colourless shape can only be named by its outline. A grey
+        object is no colour x shape combination, so the held-out split stays unseen."""
+        scene = self[i].scenes[0]
+        tokens, mask = _assemble([f"<image> {caption(scene, colour=False)} <EOC>"], [[1] * LONGEST_CHUNK])
+        g = torch.Generator().manual_seed(_rng(self.seed, self.code + 300, i))
+        image = render([scene], self.cfg.image_size, g, colour_jitter=self.cfg.colour_jitter, noise=self.cfg.noise,
+                       grey=True)
+        return Sample(tokens, mask, image, "grey", (scene,))
+
+
+def twin_scene(rng, scene, combos=TRAIN_COMBOS):
+    """The same scene with one attribute changed (the shape half of the time): a minimal-pair negative.
+
+    Contrastive pretraining with random negatives can tell most scenes apart by colour, size and position alone, and
+    inside the training combinations colour even predicts shape; a prototype's encoder then hardly encoded shape
+    (probe: 47% on training combinations, 2% on held-out ones). A twin that differs only in shape makes shape pay."""
+    o, n = scene.objects[0], len(scene.objects)
+    attr = "shape" if rng.random() < 0.5 else rng.choice(("colour", "size", "position", "count"))
+    if attr in ("colour", "shape"):
+        other = [(c, s) for c, s in combos if (c, s) != (o.colour, o.shape) and
+                 (c == o.colour if attr == "shape" else s == o.shape)]
+        c, s = rng.choice(other)
+        return Scene(tuple(Obj(s, c, x.size, x.cell) for x in scene.objects))
+    if n > 1 or attr == "count":
+        k = rng.choice([m for m in range(1, 5) if m != n])
+        return draw_scene(rng, combos, colour=o.colour, shape=o.shape, count=k)
+    if attr == "size":
+        return Scene((Obj(o.shape, o.colour, rng.choice([z for z in range(3) if z != o.size]), o.cell),))
+    return Scene((Obj(o.shape, o.colour, o.size, rng.choice([c for c in range(9) if c != o.cell])),))
+
+
+class DocumentStream(_Stream):
+    """Interleaved documents (our M3W): 1 to max_images images, each followed by a chunk of text ending in <EOC>."""
+    code = 3
+
+    def __getitem__(self, i):
+        rng = self._start(i)
+        cfg = self.cfg
+        task = rng.choices(DOC_TASKS, [getattr(cfg, "w_" + t) for t in DOC_TASKS])[0]
+        n = rng.randint(1 if task in ("caption", "question", "count") else 2, cfg.max_images)
+        if task == "bind":
+            scenes, chunks, scored = self._bind(rng, n)
+        else:
+            a = {"caption": None, "count": "count", "question": rng.choice(ATTRIBUTES[:4]),
+                 "infer": rng.choice(cfg.infer_attributes)}[task]
+            scenes = [attribute_scene(rng, a or "colour") for _ in range(n)]
+            if task == "caption":
+                texts = [caption(s) for s in scenes]
+            elif task == "infer":
+                texts = [describe(s)[a] for s in scenes]
+            else:
+                texts = [f"{QUESTION[a]} {describe(s)[a]}" for s in scenes]
+            chunks = [f"<image> {t} <EOC>" for t in texts]
+            # An infer document's first answer is unknowable (which attribute?); its <EOC> is still scored.
+            scored = [[0, 0, 1] if task == "infer" and k == 0 else [1] * LONGEST_CHUNK for k in range(n)]
+        tokens, mask = _assemble(chunks, scored)
+        return Sample(tokens, mask, self._images(scenes, i), task, tuple(scenes))
+
+    def _bind(self, rng, n):
+        a = rng.choice(self.cfg.bind_attributes)
+        ways = self.cfg.ways
+        values = rng.sample(range(len(VALUES[a])), ways)
+        labels = rng.sample(TRAIN_NONCE, ways)
+        # One look per value (its unbound attributes drawn once), so a label names one object in this document.
+        looks = [bind_look(rng, a, v) for v in values]
+        picks = [rng.randrange(ways) for _ in range(n - 1)]
+        picks.append(rng.choice(picks))  # bursty: the last image repeats a value seen before
+        scenes, chunks, scored, seen = [], [], [], set()
+        for p in picks:
+            redraw = rng.random() < self.cfg.clutter
+            scenes.append(bind_scene(rng, a, values[p], None if redraw else looks[p]))
+            chunks.append(f"<image> {labels[p]} <EOC>")
+            scored.append([0, int(p in seen), 1])
+            seen.add(p)
+        return scenes, chunks, scored
+
+
+def bind_look(rng, attribute, value, combos=TRAIN_COMBOS):
+    """The unbound attributes of one bound value, drawn once per document: a dict of fixed attribute indices."""
+    if attribute == "count":
+        o = draw_scene(rng, combos).objects[0]
+        return {"colour": o.colour, "shape": o.shape, "count": value + 1}
+    o = draw_scene(rng, combos, **{attribute: value}).objects[0]
+    return {"colour": o.colour, "shape": o.shape, "size": o.size, "position": o.cell}
+
+
+def bind_scene(rng, attribute, value, look, combos=TRAIN_COMBOS):
+    """A scene showing `value` of `attribute`; `look` fixes the rest, or None to redraw it (clutter)."""
+    if look is None:
+        look = bind_look(rng, attribute, value, combos)
+    if attribute == "count":
+        return draw_scene(rng, combos, colour=look["colour"], shape=look["shape"], count=look["count"])
+    return draw_scene(rng, combos, **look)
+
+
+def collate(samples, pad_id=TOKENIZER.pad_id):
+    """Right-pad a list of Samples: ids (B, T), loss_mask (B, T), images (B, N, 3, H, W), counts (B,)."""
+    T = max(len(s.tokens) for s in samples)
+    N = max(len(s.images) for s in samples)
+    B = len(samples)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    H = samples[0].images.shape[-1]
+    images = torch.zeros(B, N, 3, H, H)
+    for b, s in enumerate(samples):
+        ids[b, : len(s.tokens)] = s.tokens
+        mask[b, : len(s.tokens)] = s.loss_mask
+        images[b, : len(s.images)] = s.images
+    counts = torch.tensor([len(s.images) for s in samples])
+    return ids, mask, images, counts

@@ -1,0 +1,133 @@
+"""The toy world and its renderer: coloured shapes drawn with signed-distance functions, in pure torch.
+
+A scene is 1 to 4 objects on a 3x3 grid. Each object has a shape, a colour, a size and a grid cell. The renderer turns
+a batch of scenes into RGB images in one call: every object's signed distance d (negative inside) is evaluated on a
+coordinate grid and turned into coverage with a one-pixel linear ramp, `alpha = clamp(0.5 - d / pixel, 0, 1)`, which is
+the anti-aliasing. Randomness (position jitter, colour jitter, pixel noise) comes from a `torch.Generator`, so the same
+seed gives the same pixels.
+
+Shapes: B scenes, M objects in all, H = W image size, coordinates in [-1, 1] (y grows downwards).
+
+Held-out split (see HELD_OUT): 12 of the 36 colour x shape combinations are never rendered by a training stream; the
+evaluation episodes use only them, so few-shot accuracy measures composition, not memory.
+"""
+from dataclasses import dataclass
+
+import torch
+
+SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
+PLURALS = ("circles", "squares", "triangles", "diamonds", "crosses", "rings")
+COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")
+RGB = torch.tensor([
+    [0.90, 0.12, 0.12],  # red
+    [1.00, 0.55, 0.05],  # orange
+    [0.95, 0.90, 0.15],  # yellow
+    [0.15, 0.75, 0.20],  # green
+    [0.15, 0.35, 0.95],  # blue
+    [0.65, 0.20, 0.85],  # purple
+])
+SIZES = ("small", "medium", "big")
+RADII = (0.20, 0.27, 0.34)  # half-widths in [-1, 1] units: a big shape is ~11 px wide at 32 px
+POSITIONS = ("top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right")
+COUNTS = ("one", "two", "three", "four")
+BACKGROUND = 0.08
+GREY = 0.7  # objects drawn colourless (render(grey=True)): a shape that carries no colour
+CELL = 0.6  # grid-cell centres at -0.6, 0, 0.6
+
+# Each colour keeps two shapes out of training, three apart, so every colour and every shape is held out exactly twice:
+# the model has seen every word, never these pairings.
+HELD_OUT = frozenset((c, (c + o) % len(SHAPES)) for c in range(len(COLOURS)) for o in (0, 3))
+TRAIN_COMBOS = tuple((c, s) for c in range(len(COLOURS)) for s in range(len(SHAPES)) if (c, s) not in HELD_OUT)
+EVAL_COMBOS = tuple(sorted(HELD_OUT))
+
+
+@dataclass(frozen=True)
+class Obj:
+    shape: int
+    colour: int
+    size: int
+    cell: int  # 0..8, row-major from top-left
+
+
+@dataclass(frozen=True)
+class Scene:
+    objects: tuple  # of Obj, 1 to 4, in distinct cells
+
+    def __post_init__(self):
+        if not 1 <= len(self.objects) <= 4:
+            raise ValueError(f"a scene holds 1 to 4 objects, got {len(self.objects)}")
+        if len({o.cell for o in self.objects}) != len(self.objects):
+            raise ValueError("two objects of one scene share a grid cell; give each its own cell (0..8)")
+
+
+# Signed distances in the object's own frame, unit half-width: negative inside, ~1 unit = 1 half-width.
+def _box(x, y, bx, by):
+    qx, qy = x.abs() - bx, y.abs() - by
+    outside = torch.sqrt(qx.clamp(min=0) ** 2 + qy.clamp(min=0) ** 2)
+    return outside + torch.maximum(qx, qy).clamp(max=0)
+
+
+def _triangle(x, y):  # equilateral, pointing up (Inigo Quilez's exact SDF)
+    k = 3 ** 0.5
+    y = -y + 0.35  # image rows grow downwards; the shift centres the triangle's mass in its cell
+    x = x.abs() - 1.0
+    y = y + 1.0 / k
+    flip = x + k * y > 0
+    x, y = torch.where(flip, (x - k * y) / 2, x), torch.where(flip, (-k * x - y) / 2, y)
+    x = x - x.clamp(-2.0, 0.0)
+    return -torch.sqrt(x * x + y * y) * torch.sign(y)
+
+
+SDF = (
+    lambda x, y: torch.sqrt(x * x + y * y) - 1.0,                              # circle
+    lambda x, y: _box(x, y, 0.85, 0.85),                                        # square
+    _triangle,                                                                  # triangle
+    lambda x, y: (x.abs() + y.abs() - 1.0) * 0.7071,                            # diamond
+    lambda x, y: torch.minimum(_box(x, y, 1.0, 0.32), _box(x, y, 0.32, 1.0)),  # cross
+    lambda x, y: (torch.sqrt(x * x + y * y) - 0.68).abs() - 0.30,               # ring
+)
+
+
+def render(scenes, size=32, generator=None, jitter=0.06, colour_jitter=0.04, noise=0.02, grey=False):
+    """Render a list of Scenes to a float tensor (B, 3, size, size) in [0, 1].
+
+    jitter: position jitter in [-1, 1] units; colour_jitter: per-object RGB offset; noise: per-pixel Gaussian std.
+    grey: draw every object in one neutral grey, so the image shows shapes and no colour at all.
+    """
+    if size < 16:
+        raise ValueError(f"image size {size} is too small to tell shapes apart; use 16 or more")
+    # One row per object (M in all) and the scene it belongs to: no padding, no wasted SDF evaluations.
+    objs = [(b, o.shape, o.colour, o.size, o.cell) for b, scene in enumerate(scenes) for o in scene.objects]
+    owner, shape, colour, sz, cell = torch.tensor(objs).unbind(-1)              # each (M,)
+    M = len(objs)
+    r = torch.tensor(RADII)[sz]                                                  # (M,)
+    cx = ((cell % 3).float() - 1) * CELL + jitter * (2 * torch.rand(M, generator=generator) - 1)
+    cy = ((cell // 3).float() - 1) * CELL + jitter * (2 * torch.rand(M, generator=generator) - 1)
+    rgb = (torch.full((M, 3), GREY) if grey else RGB[colour]) + colour_jitter * (2 * torch.rand(M, 3, generator=generator) - 1)  # (M, 3)
+
+    axis = (torch.arange(size) + 0.5) / size * 2 - 1                             # pixel centres in [-1, 1]
+    x = ((axis.view(1, 1, size) - cx.view(M, 1, 1)) / r.view(M, 1, 1)).expand(M, size, size)  # (M, H, W), unit frame
+    y = ((axis.view(1, size, 1) - cy.view(M, 1, 1)) / r.view(M, 1, 1)).expand(M, size, size)
+    d = torch.empty(M, size, size)
+    for s, sdf in enumerate(SDF):  # evaluate each shape's SDF only on the objects that have that shape
+        idx = (shape == s).nonzero().squeeze(1)
+        if len(idx):
+            d[idx] = sdf(x[idx], y[idx])
+    pixel = 2.0 / size
+    alpha = (0.5 - d * r.view(M, 1, 1) / pixel).clamp(0, 1)                      # (M, H, W) coverage
+
+    # Objects sit in distinct cells and do not overlap, so coverage and paint simply add up per scene.
+    B = len(scenes)
+    cover = torch.zeros(B, size, size).index_add_(0, owner, alpha)              # (B, H, W)
+    paint = torch.zeros(B, 3, size, size).index_add_(0, owner, alpha[:, None] * rgb[:, :, None, None])
+    img = BACKGROUND * (1 - cover.clamp(max=1))[:, None] + paint                # (B, 3, H, W)
+    if noise > 0:
+        img = img + noise * torch.randn(img.shape, generator=generator)
+    return img.clamp(0, 1)
+
+
+def describe(scene):
+    """The attribute words of a scene: colour, shape, size, position of its first object, and the count."""
+    o = scene.objects[0]
+    return {"colour": COLOURS[o.colour], "shape": SHAPES[o.shape], "size": SIZES[o.size],
+            "position": POSITIONS[o.cell], "count": COUNTS[len(scene.objects) - 1]}

@@ -76,6 +76,17 @@ def cmd_train(a):
     print("\nsummary")
     for stage in times:
         print(f"  {stage:<9} {times[stage]:7.1f} s   final loss {losses[stage]:.3f}")
+    if "lm" in times:
+        from flamingo_min.evaluate import lm_binding_accuracy
+        from flamingo_min.lm import LM
+        from flamingo_min.train import ckpt_path, load_checkpoint
+        from toy_data import TOKENIZER
+        m = cfg.model
+        lm = LM(len(TOKENIZER), m.d_model, m.n_layers, m.n_heads, m.context)
+        lm.load_state_dict(load_checkpoint(ckpt_path(out, "lm"))["model"])
+        accs = {p: lm_binding_accuracy(lm.eval(), pairs=p) for p in (1, 8, 32)}
+        print("  the LM's text-only binding (3-way, evaluation nonce words), by pairs in context: "
+              + ", ".join(f"{p}: {a:.0%}" for p, a in accs.items()))
     if a.stage in (None, "flamingo") and not a.no_eval:
         model, cfg = load_run(out, device)
         result, secs = run_eval(model, cfg, out, cfg.train.eval_shots, cfg.train.eval_episodes, a.seed,

@@ -15,9 +15,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
-RUN = os.path.join(OUT, "run")
-os.makedirs(RUN, exist_ok=True)
 FAST = bool(os.environ.get("LESSONS_FAST"))
+RUN = os.path.join(OUT, "run_fast" if FAST else "run")
 
 import torch  # noqa: E402
 
@@ -39,9 +38,29 @@ print(json.dumps(train.to_dict(cfg)["train"], indent=None)[:300], "...")
 
 # %% [markdown]
 # ## Three stages
-# A stage with a finished checkpoint is skipped: run the lesson twice and the second run is instant.
+# A stage with a finished checkpoint is skipped: run the lesson twice and the second run is instant. If you change the
+# configuration above, the old run no longer matches it (the trainer would refuse to mix them), so it is started afresh.
 
 # %%
+import shutil  # noqa: E402
+
+
+
+def stale(run):
+    """Does any checkpoint in `run` come from another configuration?"""
+    for stage in train.STAGES:
+        path = train.ckpt_path(run, stage)
+        try:
+            if os.path.exists(path):
+                train.check_config(train.load_checkpoint(path)["config"], cfg, path)
+        except SystemExit:
+            return True
+    return False
+
+
+if os.path.isdir(RUN) and stale(RUN):
+    shutil.rmtree(RUN)
+os.makedirs(RUN, exist_ok=True)
 for stage in train.STAGES:
     t0 = time.perf_counter()
     ckpt = train.run_stage(RUN, stage, cfg, seed=0, progress=False)

@@ -30,7 +30,7 @@ from toy_data import TOKENIZER, make_episode, render  # noqa: E402
 from toy_data.tasks import score  # noqa: E402
 
 build_prompt, greedy_decode = use("build_prompt"), use("greedy_decode")
-RUN = next((r for r in (os.path.join(ROOT, "runs", "default"), os.path.join(OUT, "run"))
+RUN = next((r for r in (os.path.join(ROOT, "runs", "default"), os.path.join(OUT, "run"), os.path.join(OUT, "run_fast"))
             if os.path.exists(os.path.join(r, "flamingo.pt"))), None)
 if RUN is None:
     raise SystemExit("no trained run yet: run lesson 7 (python lessons/07_training_the_bridge.py) or "

@@ -102,7 +102,7 @@ def evaluate(model, data_cfg, shots=SHOTS, episodes=100, seed=0, tasks=TASKS, be
         for k in shots:
             for lo in range(0, episodes, batch_size):
                 chunk = range(lo, min(episodes, lo + batch_size))
-                prompts, picks, truths = [], [], []
+                prompts, picks, truths, supports = [], [], [], []
                 for e in chunk:
                     ep = eps[e]
                     if selection == "rices" and k:
@@ -113,6 +113,7 @@ def evaluate(model, data_cfg, shots=SHOTS, episodes=100, seed=0, tasks=TASKS, be
                         idx = [ep.pool.index(s) for s in support]
                     text, _ = build_prompt(support, ep.query, ep.text_examples)
                     prompts.append(TOKENIZER.encode(text))
+                    supports.append(support)
                     picks.append(idx + [len(ep.pool)])                       # media rows: supports, then the query
                     truths.append(ep.query.answer)
                 rows = torch.tensor(picks, device=media.device)              # (b, k+1)
@@ -128,8 +129,8 @@ def evaluate(model, data_cfg, shots=SHOTS, episodes=100, seed=0, tasks=TASKS, be
                     best = eps[e].candidates[max(range(len(s)), key=s.__getitem__)]
                     acc["closed"].setdefault(k, []).append(float(best == truth))
                 if k == base_k:
-                    for e, truth in zip(chunk, truths):
-                        for name, answer in eps[e].baselines(k).items():
+                    for e, truth, support in zip(chunk, truths, supports):
+                        for name, answer in eps[e].baselines(k, support).items():
                             baselines.setdefault(name, []).append(score(task, answer, truth))
             if progress:
                 progress(f"{task} {k}-shot: open {_mean(acc['open'][k]):.2f} closed {_mean(acc['closed'][k]):.2f}")

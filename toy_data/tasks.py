@@ -60,12 +60,11 @@ class Episode:
             shots[random.Random(self.seed * 31 + k).randrange(k)] = same
         return shots
 
-    def context_answers(self, k):
-        return [e.answer for e in (self.support(k) if k else self.text_examples)]
-
-    def baselines(self, k):
-        """Answers of two context-only baselines: the most frequent label (ties: the latest) and the last label."""
-        answers = self.context_answers(k)
+    def baselines(self, k, support=None):
+        """Answers of two context-only baselines: the most frequent label (ties: the latest) and the last label.
+        They read the k supports given (default: support(k)), or the text-only examples at zero shots."""
+        answers = [e.answer for e in (support if support is not None else self.support(k))] if k else [
+            e.answer for e in self.text_examples]
         counts = Counter(answers)
         top = max(counts.values())
         majority = next(a for a in reversed(answers) if counts[a] == top)

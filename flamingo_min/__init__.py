@@ -2,3 +2,5 @@
 from .config import Config, ModelConfig, TrainConfig, make_config
 from .flamingo import Flamingo
 from .masking import cross_attention_mask, phi
+
+__all__ = ["Config", "ModelConfig", "TrainConfig", "make_config", "Flamingo", "cross_attention_mask", "phi"]

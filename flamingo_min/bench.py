@@ -156,7 +156,7 @@ def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print):
                          for k, t in step.items()}
     if "flamingo-pytorch" in step:
         out["train_step"]["speedup"] = step["flamingo-pytorch"] / step["ours"]
-    progress(f"train step: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in step.items()))
+    progress("train step: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in step.items()))
 
     # 3. utilisation: model FLOPs of one step over measured matmul throughput
     with FlopCounterMode(display=False) as counter:

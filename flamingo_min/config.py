@@ -41,7 +41,7 @@ class TrainConfig:
     flamingo_lr: float = 2e-3
     gate_lr_mult: float = 10.0   # the tanh gates' learning rate over flamingo_lr (see train.setup_flamingo)
     warmup: int = 50
-    weight_decay: float = 0.0    # the paper uses 0 for the resampler; we use it everywhere in the bridge
+    weight_decay: float = 0.0    # the paper uses 0 for the resampler; we use 0 for every stage
     clip: float = 1.0
     ckpt_every: int = 100
     log_every: int = 10

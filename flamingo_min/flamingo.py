@@ -172,7 +172,8 @@ class Flamingo(nn.Module):
             top, idx = (scores[:, None] + logp).view(B, K * V).topk(K, dim=-1)     # (B, K), best first
             src = (torch.arange(B, device=ids.device)[:, None] * K + idx // V).flatten()  # (B*K,) parent beam
             token = (idx % V).flatten()
-            scores, out, done = top.flatten(), torch.cat([out[src], token[:, None]], 1), done[src] | (token == TOKENIZER.eoc_id)
+            scores, out = top.flatten(), torch.cat([out[src], token[:, None]], 1)
+            done = done[src] | (token == TOKENIZER.eoc_id)
             cache.reorder(src)
             if bool(done.all()):
                 break

@@ -71,7 +71,8 @@ class SelfAttention(nn.Module):
     def forward(self, x, pos, valid, prev_valid, mask, cache=None, layer=0):
         q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.n_heads)
         prev = k[:, :, :-1]                                                   # (B, H, T-1, Dh): key of t-1
-        first = cache.last_key[layer] if cache is not None and cache.last_key[layer] is not None else torch.zeros_like(k[:, :, :1])
+        cached = cache.last_key[layer] if cache is not None else None
+        first = cached if cached is not None else torch.zeros_like(k[:, :, :1])
         prev = torch.cat([first, prev], dim=2) * prev_valid[:, None, :, None]  # (B, H, T, Dh); padding smears nothing
         lam = torch.sigmoid(self.smear)
         k_raw, k = k, rotate((1 - lam) * k + lam * prev, pos)

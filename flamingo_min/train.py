@@ -90,13 +90,14 @@ def trim_metrics(run, stage, step):
     path = os.path.join(run, "metrics.jsonl")
     if not os.path.exists(path):
         return
-    keep = [l for l in open(path) if not (json.loads(l).get("stage") == stage and json.loads(l)["step"] >= step)]
+    stale = lambda m: m["stage"] == stage and m["step"] >= step
+    keep = [line for line in open(path) if not stale(json.loads(line))]
     atomic_text("".join(keep), path)
 
 
 def read_metrics(run):
     path = os.path.join(run, "metrics.jsonl")
-    return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+    return [json.loads(line) for line in open(path)] if os.path.exists(path) else []
 
 
 # --- losses and batches ------------------------------------------------------------------------------------------

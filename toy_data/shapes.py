@@ -103,7 +103,8 @@ def render(scenes, size=32, generator=None, jitter=0.06, colour_jitter=0.04, noi
     r = torch.tensor(RADII)[sz]                                                  # (M,)
     cx = ((cell % 3).float() - 1) * CELL + jitter * (2 * torch.rand(M, generator=generator) - 1)
     cy = ((cell // 3).float() - 1) * CELL + jitter * (2 * torch.rand(M, generator=generator) - 1)
-    rgb = (torch.full((M, 3), GREY) if grey else RGB[colour]) + colour_jitter * (2 * torch.rand(M, 3, generator=generator) - 1)  # (M, 3)
+    rgb = torch.full((M, 3), GREY) if grey else RGB[colour]                     # (M, 3)
+    rgb = rgb + colour_jitter * (2 * torch.rand(M, 3, generator=generator) - 1)
 
     axis = (torch.arange(size) + 0.5) / size * 2 - 1                             # pixel centres in [-1, 1]
     x = ((axis.view(1, 1, size) - cx.view(M, 1, 1)) / r.view(M, 1, 1)).expand(M, size, size)  # (M, H, W), unit frame

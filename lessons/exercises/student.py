@@ -4,8 +4,8 @@
 Shapes: B batch, T text length, N images, R tokens per image, M = N * R, D width, S spatial features, H heads.
 Use torch and einops; look at the real modules in flamingo_min/ only after you have tried.
 """
-import torch
-import torch.nn.functional as F
+import torch  # noqa: F401  (you will want these)
+import torch.nn.functional as F  # noqa: F401
 from einops import rearrange  # noqa: F401  (you will want it)
 
 

@@ -163,6 +163,7 @@ def build_flamingo(run, cfg, device):
         if not stage_done(run, stage):
             raise SystemExit(f"error: stage flamingo needs a finished {stage!r} stage in {run}: run "
                              f"`python main.py train --out {run}` (all stages) or `--stage {stage}` first")
+        check_config(load_checkpoint(ckpt_path(run, stage))["config"], cfg, ckpt_path(run, stage))
     model = Flamingo(cfg.model)
     model.lm.load_state_dict(load_checkpoint(ckpt_path(run, "lm"))["model"])
     vision = {k[len("vision."):]: v for k, v in load_checkpoint(ckpt_path(run, "vision"))["model"].items()

@@ -91,7 +91,8 @@ def evaluate(model, data_cfg, shots=SHOTS, episodes=100, seed=0, tasks=TASKS, be
     pool_size = max(32, max(shots))
     model.eval()
     results = {}
-    for ti, task in enumerate(tasks):
+    for task in tasks:
+        ti = TASKS.index(task)  # episodes depend on the task, not on which other tasks are evaluated with it
         eps = [make_episode(task, seed * 1_000_003 + ti * 10_007 + j, ways=data_cfg.ways, pool_size=pool_size,
                             bind_attributes=data_cfg.bind_attributes, infer_attributes=data_cfg.infer_attributes)
                for j in range(episodes)]

@@ -29,8 +29,7 @@ phi = use("phi")
 # ## Both masks for one document
 
 # %%
-text = "<bos> intro <image> dax <EOC> <image> wug <EOC> <image> dax <EOC>"
-text = text.replace("intro", "a")
+text = "<bos> a <image> dax <EOC> <image> wug <EOC> <image> dax <EOC>"
 words = text.split()
 ids = torch.tensor([TOKENIZER.encode(text)])
 R = 3  # visual tokens per image

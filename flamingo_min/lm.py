@@ -68,7 +68,7 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(d, d, bias=False)
         self.smear = nn.Parameter(torch.zeros(n_heads, 1, 1))  # sigmoid(0) = 0.5: half the previous key
 
-    def forward(self, x, pos, valid, prev_valid, mask, cache=None, layer=0):
+    def forward(self, x, pos, prev_valid, mask, cache=None, layer=0):
         q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.n_heads)
         prev = k[:, :, :-1]                                                   # (B, H, T-1, Dh): key of t-1
         cached = cache.last_key[layer] if cache is not None else None
@@ -93,8 +93,8 @@ class Block(nn.Module):
         self.attn = SelfAttention(d, n_heads)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
-    def forward(self, x, pos, valid, prev_valid, mask, cache=None, layer=0):
-        x = x + self.attn(self.ln1(x), pos, valid, prev_valid, mask, cache, layer)
+    def forward(self, x, pos, prev_valid, mask, cache=None, layer=0):
+        x = x + self.attn(self.ln1(x), pos, prev_valid, mask, cache, layer)
         return x + self.mlp(self.ln2(x))
 
 
@@ -135,7 +135,7 @@ class LM(nn.Module):
         for i, block in enumerate(self.blocks):
             if before_block is not None:
                 x = before_block(i, x)
-            x = block(x, pos, valid, prev_valid, mask, cache, i)
+            x = block(x, pos, prev_valid, mask, cache, i)
         if cache is not None:
             cache.valid = all_valid
         return self.ln_f(x) @ weight.T

@@ -190,16 +190,20 @@ class PairStream(_Stream):
     """Image-caption pairs `<bos> <image> caption <EOC>`: contrastive pretraining and Flamingo's pair stream."""
     code = 2
 
-    def __getitem__(self, i):
+    def scene(self, i):
+        """Sample i's scene alone, without rendering it."""
         rng = self._start(i)
-        scene = draw_scene(rng, count=1 if rng.random() < 0.8 else rng.randint(2, 4))
+        return draw_scene(rng, count=1 if rng.random() < 0.8 else rng.randint(2, 4))
+
+    def __getitem__(self, i):
+        scene = self.scene(i)
         tokens, mask = _assemble([f"<image> {caption(scene)} <EOC>"], [[1] * LONGEST_CHUNK])
         return Sample(tokens, mask, self._images([scene], i), "pair", (scene,))
 
     def twin(self, i):
         """Sample i's minimal-pair twin: its scene with one attribute changed, captioned to match."""
         rng = random.Random(_rng(self.seed, self.code + 200, i))
-        scene = twin_scene(rng, self[i].scenes[0])
+        scene = twin_scene(rng, self.scene(i))
         tokens, mask = _assemble([f"<image> {caption(scene)} <EOC>"], [[1] * LONGEST_CHUNK])
         return Sample(tokens, mask, self._images([scene], -1 - i), "pair", (scene,))
 
@@ -210,7 +214,7 @@ class PairStream(_Stream):
         combinations colour predicts shape ("red is never a circle"), and an encoder that leans on that shortcut
         fails on exactly the held-out combinations; a colourless shape can only be named by its outline. A grey
         object is no colour x shape combination, so the held-out split stays unseen."""
-        scene = self[i].scenes[0]
+        scene = self.scene(i)
         tokens, mask = _assemble([f"<image> {caption(scene, colour=False)} <EOC>"], [[1] * LONGEST_CHUNK])
         g = torch.Generator().manual_seed(_rng(self.seed, self.code + 300, i))
         image = render([scene], self.cfg.image_size, g, colour_jitter=self.cfg.colour_jitter, noise=self.cfg.noise,

@@ -22,11 +22,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from toy_data import TOKENIZER, DataConfig, DocumentStream
+from toy_data import TOKENIZER, DataConfig, DocumentStream, build_prompt, make_episode, render
 from toy_data.documents import collate
 
 from .config import ModelConfig
+from .evaluate import left_pad
 from .flamingo import Flamingo
+from .lm import Cache
+from .masking import cross_attention_mask
 
 
 def sync(device):
@@ -99,7 +102,7 @@ class PeerBridge(nn.Module):
         return self.model.lm(ids, before_block=hook, embed_weight=self.model.embed_weight())
 
 
-def _batch(data_cfg, size, n_images=None, seed=0):
+def _batch(data_cfg, size, seed=0):
     stream = DocumentStream(data_cfg, seed)
     return collate([stream[i] for i in range(size)])
 
@@ -134,15 +137,17 @@ def matmul_flops(device, n=1024, repeats=10):
     return 2 * n ** 3 / t
 
 
-def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print):
-    cfg, data = ModelConfig(), DataConfig()
-    torch.manual_seed(0)
-    model = Flamingo(cfg).to(device).train()
-    params = [p for _, p in model.trainable_parameters()]
-    out = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
+def count_flops(fn):
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
 
-    # 1. the training step, ours and the peer's, interleaved
-    ids, _, images, counts = (x.to(device) for x in _batch(data, 32))
+
+# --- the sections ----------------------------------------------------------------------------------------------------
+def training_step(model, cfg, data, device, repeats, progress, batch=32):
+    """Ours and (if installed) flamingo-pytorch's bridge around the same frozen LM, timed interleaved."""
+    params = [p for _, p in model.trainable_parameters()]
+    ids, _, images, counts = (x.to(device) for x in _batch(data, batch))
     tokens, n_img = int((ids != TOKENIZER.pad_id).sum()), int(counts.sum())
     fns = {"ours": train_step_fn(model, params, ids, images)}
     try:
@@ -152,90 +157,99 @@ def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print):
     except ImportError:
         progress("flamingo-pytorch is not installed (pip install flamingo-pytorch==0.1.2): its column is left out")
     step = interleaved(fns, device, repeats)
-    out["train_step"] = {k: {"seconds": t, "tokens_per_s": tokens / t, "images_per_s": n_img / t}
-                         for k, t in step.items()}
+    out = {k: {"seconds": t, "tokens_per_s": tokens / t, "images_per_s": n_img / t} for k, t in step.items()}
     if "flamingo-pytorch" in step:
-        out["train_step"]["speedup"] = step["flamingo-pytorch"] / step["ours"]
+        out["speedup"] = step["flamingo-pytorch"] / step["ours"]
     progress("train step: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in step.items()))
+    return out, fns["ours"]
 
-    # 3. utilisation: model FLOPs of one step over measured matmul throughput
-    with FlopCounterMode(display=False) as counter:
-        fns["ours"]()
-    flops = counter.get_total_flops()
-    peak = matmul_flops(device)
-    out["utilisation"] = {"model_flops_per_step": flops, "model_flops_per_s": flops / step["ours"],
-                          "matmul_flops_per_s": peak, "fraction": flops / step["ours"] / peak}
 
-    # 2. scaling, one knob at a time around B=8, T=48, N=4, 32 px
+def utilisation(step_fn, seconds, device):
+    """Model FLOPs of one step over the dense matmul throughput measured here, now."""
+    flops, peak = count_flops(step_fn), matmul_flops(device)
+    return {"model_flops_per_step": flops, "model_flops_per_s": flops / seconds, "matmul_flops_per_s": peak,
+            "fraction": flops / seconds / peak}
+
+
+def scaling(model, cfg, device, repeats, sizes, counts, lengths):
+    """Step time, gated-layer time and FLOPs, and activation memory, one knob at a time around B=8, T=48, N=4, 32 px."""
+    params = [p for _, p in model.trainable_parameters()]
+
     def measure(B, T, N, size):
         ids, images = synthetic_batch(B, T, N, size, device)
         fn = train_step_fn(model, params, ids, images)
         t = timed(fn, device, max(3, repeats // 2))
         with saved_bytes() as saved:
             fn()
-        media = model.perceive(model.encode(images))
-        vis = media.flatten(1, 2)
-        from .masking import cross_attention_mask
+        visual = model.perceive(model.encode(images)).flatten(1, 2)                   # (B, N*R, D)
         mask = cross_attention_mask(ids, TOKENIZER.image_id, N, cfg.latents)
-        xt = timed(lambda: [layer(model.lm.embed(ids), vis, mask) for layer in model.xattn], device,
-                   max(3, repeats // 2))
-        row = {"step_s": t, "xattn_s": xt, "activation_bytes": saved[0]}
+        gated = lambda: [layer(model.lm.embed(ids), visual, mask) for layer in model.xattn]
+        row = {"step_s": t, "xattn_s": timed(gated, device, max(3, repeats // 2)), "xattn_flops": count_flops(gated),
+               "activation_bytes": saved[0]}
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
             fn()
             row["peak_bytes"] = torch.cuda.max_memory_allocated()
         return row
 
-    sizes = (16, 32) if quick else (16, 32, 64)
-    counts_n = (1, 4) if quick else (1, 2, 4, 8, 16)
-    lengths = (32, 64) if quick else (32, 64, 128, 256)
-    out["scaling"] = {
-        "resolution": {str(s): measure(8, 48, 4, s) for s in sizes},
-        "images": {str(n): measure(8, max(48, 4 * n), n, 32) for n in counts_n},
-        "text_length": {str(t): measure(8, t, 4, 32) for t in lengths},
-    }
-    progress("scaling done")
+    return {"resolution": {str(s): measure(8, 48, 4, s) for s in sizes},
+            "images": {str(n): measure(8, max(48, 4 * n), n, 32) for n in counts},
+            "text_length": {str(t): measure(8, t, 4, 32) for t in lengths}}
 
-    # 4. inference: one 8-shot captioning episode, cached generation vs recomputing the prefix
-    from .evaluate import left_pad
-    from toy_data import build_prompt, make_episode, render
+
+def inference(model, data, device, repeats, shots=8, new=8):
+    """One k-shot captioning episode: `new` tokens decoded through the KV cache, and by recomputing the prefix. Both
+    take the same greedy tokens (returned, so that a test can hold them equal)."""
     ep = make_episode("caption", 0)
-    text, scenes = build_prompt(ep.support(8), ep.query)
+    text, scenes = build_prompt(ep.support(shots), ep.query)
     pids, valid = left_pad([TOKENIZER.encode(text)])
     pids, valid = pids.to(device), valid.to(device)
     imgs = render(scenes, data.image_size)[None].to(device)
     model.eval()
-
-    banned = [TOKENIZER.pad_id, TOKENIZER.bos_id, TOKENIZER.image_id, TOKENIZER.eoc_id]  # 8 text tokens, always
+    banned = [TOKENIZER.pad_id, TOKENIZER.bos_id, TOKENIZER.image_id, TOKENIZER.eoc_id]  # `new` text tokens, always
 
     def pick(logits):
         logits[:, banned] = float("-inf")
         return logits.argmax(-1, keepdim=True)
 
+    @torch.no_grad()
     def recompute():
-        seq = pids
-        media = model.perceive(model.encode(imgs))
-        for _ in range(8):
-            with torch.no_grad():
-                tok = pick(model(seq, media=media)[:, -1])
-            seq = torch.cat([seq, tok], 1)
+        seq, media = pids, model.perceive(model.encode(imgs))
+        for _ in range(new):
+            seq = torch.cat([seq, pick(model(seq, media=media)[:, -1])], 1)
+        return seq[0, pids.shape[1]:].tolist()
 
-    def cached():  # the same 8 steps (no early stop at <EOC>), through the KV cache
-        from .lm import Cache
-        with torch.no_grad():
-            media = model.perceive(model.encode(imgs))
-            cache = Cache.empty(len(model.lm.blocks), 1, device)
-            logits = model(pids, media=media, cache=cache)[:, -1]
-            hist = pids
-            for _ in range(7):
-                tok = pick(logits)
-                logits = model(tok, media=media, cache=cache, history=hist)[:, -1]
-                hist = torch.cat([hist, tok], 1)
+    @torch.no_grad()
+    def cached():
+        media = model.perceive(model.encode(imgs))
+        cache = Cache.empty(len(model.lm.blocks), 1, device)
+        logits, hist, out = model(pids, media=media, cache=cache)[:, -1], pids, []
+        for _ in range(new):
+            tok = pick(logits)
+            out.append(int(tok))
+            logits = model(tok, media=media, cache=cache, history=hist)[:, -1]
+            hist = torch.cat([hist, tok], 1)
+        return out
 
     lat = interleaved({"kv_cache": cached, "recompute": recompute}, device, repeats)
-    out["inference"] = {"shots": 8, "prompt_tokens": pids.shape[1], "new_tokens": 8,
-                        "kv_cache_s": lat["kv_cache"], "recompute_s": lat["recompute"],
-                        "speedup": lat["recompute"] / lat["kv_cache"]}
+    return {"shots": shots, "prompt_tokens": pids.shape[1], "new_tokens": new, "kv_cache_s": lat["kv_cache"],
+            "recompute_s": lat["recompute"], "speedup": lat["recompute"] / lat["kv_cache"],
+            "same_tokens": cached() == recompute()}
+
+
+def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print, cfg=None, batch=32):
+    """Every section, at the default configuration (or `cfg`, e.g. a tiny one for tests)."""
+    cfg, data = cfg or ModelConfig(), DataConfig()
+    torch.manual_seed(0)
+    model = Flamingo(cfg).to(device).train()
+    out = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    out["train_step"], step_fn = training_step(model, cfg, data, device, repeats, progress, batch)
+    out["utilisation"] = utilisation(step_fn, out["train_step"]["ours"]["seconds"], device)
+    out["scaling"] = scaling(model, cfg, device, repeats, sizes=(16, 32) if quick else (16, 32, 64),
+                             counts=(1, 4) if quick else (1, 2, 4, 8, 16),
+                             lengths=(32, 64) if quick else (32, 64, 128, 256))
+    progress("scaling done")
+    out["inference"] = inference(model, data, device, repeats)
     return out
 
 
@@ -264,7 +278,8 @@ def table(r):
     return "\n".join(lines)
 
 
-def plot(r, path):
+def plot(r):
+    """The scaling curves, as PNG bytes."""
     from . import plots
     fig, axes = plots.plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, (knob, rows) in zip(axes, r["scaling"].items()):
@@ -274,4 +289,4 @@ def plot(r, path):
         ax.set_xlabel(knob.replace("_", " ")), ax.set_ylabel("ms"), ax.set_yscale("log")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"scaling on {r['device']} ({r['threads']} threads)", fontsize=10)
-    return plots._save(fig, path)
+    return plots.png(fig)

@@ -1,52 +1,99 @@
 """Configuration: one dataclass per part, named presets, and `--set key=value` overrides.
 
-Defaults are the CPU values of the `default` preset. A preset is a dict of overrides, keyed "part.field".
+Defaults are the CPU values of the `default` preset. A preset is a dict of overrides, keyed "part.field". Every field
+declares its allowed values beside its default (toy_data/settings.py); a Config is checked whole when it is built,
+so a bad setting stops with one message that names it, before any work starts.
 """
 import ast
 import dataclasses
 from dataclasses import dataclass, field
 
-from toy_data import DataConfig
+from toy_data import TOKENIZER, DataConfig
+from toy_data.documents import LONGEST_CHUNK
+from toy_data.settings import check, describe, knob
+from toy_data.tasks import SHOTS, check_shots, shot_count
+
+from .errors import ConfigError
+
+
+def _fixed(value):
+    """A field set by the vocabulary, recorded in configs and checkpoints, never set by hand."""
+    return field(default=value, metadata={"fixed": True})
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    d_model: int = 128           # LM width; the resampler and gated layers share it
-    n_layers: int = 4
-    n_heads: int = 4
-    context: int = 256           # longest prompt, in tokens (a 16-shot caption prompt is ~140)
-    vision_width: int = 64       # Dv
-    embed_dim: int = 64          # contrastive space (stage `vision` only)
-    latents: int = 8             # R visual tokens per image (64 in the paper)
-    resampler_layers: int = 2    # (6 in the paper)
-    max_frames: int = 1          # temporal embeddings; our world has still images only
-    xattn_every: int = 1         # a gated layer before every LM block, as Flamingo-3B
-    xattn_ff_mult: int = 2
-    only_immediate: bool = True  # text attends to the immediately preceding image only (paper); False: all previous
+    d_model: int = knob(128, lo=8)          # LM width; the resampler and gated layers share it
+    n_layers: int = knob(4, lo=1)
+    n_heads: int = knob(4, lo=1)
+    context: int = knob(256, lo=16)         # longest prompt, in tokens (a 16-shot caption prompt is ~140)
+    vision_width: int = knob(64, lo=16)     # Dv
+    embed_dim: int = knob(64, lo=1)         # contrastive space (stage `vision` only)
+    latents: int = knob(8, lo=1)            # R visual tokens per image (64 in the paper)
+    resampler_layers: int = knob(2, lo=1)   # (6 in the paper)
+    max_frames: int = knob(1, lo=1)         # temporal embeddings; our world has still images only
+    xattn_every: int = knob(1, lo=1)        # a gated layer before every LM block, as Flamingo-3B
+    xattn_ff_mult: int = knob(2, lo=1)
+    only_immediate: bool = True             # text attends to the immediately preceding image only (paper)
+    # The vocabulary (toy_data/vocab.py): its size, and the special tokens the model treats specially.
+    vocab_size: int = _fixed(len(TOKENIZER))
+    pad_id: int = _fixed(TOKENIZER.pad_id)
+    bos_id: int = _fixed(TOKENIZER.bos_id)
+    image_id: int = _fixed(TOKENIZER.image_id)
+    eoc_id: int = _fixed(TOKENIZER.eoc_id)
+    sep_id: int = _fixed(TOKENIZER.ids["."])  # the LM's end of an example; <EOC> starts as its embedding
+
+    def __post_init__(self):
+        check(self, "model")
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 4:
+            raise ValueError(f"model.n_heads={self.n_heads} with model.d_model={self.d_model}: each head's width "
+                             "(d_model / n_heads) must be a whole multiple of 4 (rotary positions rotate pairs in "
+                             "half of it), e.g. d_model=128 with n_heads=4")
+        if self.vision_width % 16:
+            raise ValueError(f"model.vision_width={self.vision_width}: give a multiple of 16 (the encoder's group "
+                             "norms split its channels into 8 groups at half that width)")
+        if self.xattn_every > self.n_layers:
+            raise ValueError(f"model.xattn_every={self.xattn_every} exceeds model.n_layers={self.n_layers}: "
+                             "there would be no block to insert a gated layer before")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lm_steps: int = 900
-    lm_batch: int = 16           # packed sequences of data.text_len tokens
-    lm_lr: float = 3e-3
-    vision_steps: int = 500
-    vision_batch: int = 128
-    vision_lr: float = 2e-3
-    flamingo_steps: int = 800
-    doc_batch: int = 32          # interleaved documents per update
-    pair_batch: int = 32         # image-caption pairs per update
-    doc_weight: float = 1.0      # the paper's lambda_m: M3W 1.0, pairs 0.2
-    pair_weight: float = 0.2
-    flamingo_lr: float = 2e-3
-    gate_lr_mult: float = 10.0   # the tanh gates' learning rate over flamingo_lr (see train.setup_flamingo)
-    warmup: int = 50
-    weight_decay: float = 0.0    # the paper uses 0 for the resampler; we use 0 for every stage
-    clip: float = 1.0
-    ckpt_every: int = 100
-    log_every: int = 10
-    eval_episodes: int = 100
-    eval_shots: tuple = (0, 1, 2, 4, 8, 16)
+    lm_steps: int = knob(900, lo=1)
+    lm_batch: int = knob(16, lo=1)          # packed sequences of data.text_len tokens
+    lm_lr: float = knob(3e-3, lo=1e-6, hi=1)
+    vision_steps: int = knob(500, lo=1)
+    vision_batch: int = knob(128, lo=8)     # a multiple of 4: a quarter pairs, a quarter twins, half colourless
+    vision_lr: float = knob(2e-3, lo=1e-6, hi=1)
+    flamingo_steps: int = knob(1200, lo=1)
+    doc_batch: int = knob(32, lo=1)         # interleaved documents per update
+    pair_batch: int = knob(32, lo=1)        # image-caption pairs per update
+    doc_weight: float = knob(1.0, lo=0)     # the paper's lambda_m: M3W 1.0, pairs 0.2
+    pair_weight: float = knob(0.2, lo=0)
+    bind_batch: int = knob(0, lo=0)         # binding documents as a dataset of their own (0: inside doc_batch)
+    bind_weight: float = knob(1.0, lo=0)    # its lambda
+    flamingo_lr: float = knob(2e-3, lo=1e-6, hi=1)
+    gate_lr_mult: float = knob(10.0, lo=1e-3)  # the tanh gates' learning rate over flamingo_lr (train.py)
+    warmup: int = knob(50, lo=0)
+    weight_decay: float = knob(0.0, lo=0)   # the paper uses 0 for the resampler; we use 0 for every stage
+    clip: float = knob(1.0, lo=1e-6)
+    ckpt_every: int = knob(100, lo=1)
+    log_every: int = knob(10, lo=1)
+    eval_episodes: int = knob(200, lo=1)
+    eval_shots: tuple = SHOTS                # "none" (the query alone), "0" (two text examples), "1", "2", ...
+
+    def __post_init__(self):
+        check(self, "train")
+        if self.vision_batch % 4:
+            raise ValueError(f"train.vision_batch={self.vision_batch}: give a multiple of 4 (a quarter pairs, a "
+                             "quarter their twins, half colourless pairs)")
+        if self.doc_weight == self.pair_weight == (self.bind_weight if self.bind_batch else 0) == 0:
+            raise ValueError("train.doc_weight, train.pair_weight and train.bind_weight are all 0: nothing would "
+                             "train the bridge")
+        try:
+            check_shots(self.eval_shots)
+        except ValueError as e:
+            raise ValueError(f"train.eval_shots={','.join(map(str, self.eval_shots))}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -54,6 +101,28 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        m, d = self.model, self.data
+        for name in ("text_len", "max_len"):
+            if getattr(d, name) > m.context:
+                raise ValueError(f"data.{name}={getattr(d, name)} exceeds model.context={m.context}: raise "
+                                 f"model.context or lower data.{name}")
+        if self.train.bind_batch and all(getattr(d, "w_" + t) == 0 for t in ("caption", "question", "count",
+                                                                                "infer")):
+            raise ValueError("train.bind_batch > 0 moves binding out of the document mixture, which then has no "
+                             "task left: give a data.w_* other than w_bind a weight, or set train.bind_batch=0")
+        most = max(shot_count(s) for s in check_shots(self.train.eval_shots))
+        need = 1 + (most + 1) * LONGEST_CHUNK
+        if need > m.context:
+            raise ValueError(f"train.eval_shots asks for {most}-shot prompts of up to {need} tokens but "
+                             f"model.context={m.context}: use at most {fitting_shots(m.context)} shots or raise "
+                             "model.context")
+
+
+def fitting_shots(context):
+    """The most shots whose prompts always fit a context of this many tokens."""
+    return (context - 1) // LONGEST_CHUNK - 1
 
 
 PRESETS = {
@@ -68,43 +137,65 @@ PRESETS = {
               "train.vision_steps": 2000, "train.vision_batch": 256, "train.flamingo_steps": 3000,
               "train.doc_batch": 64, "train.pair_batch": 64, "train.eval_episodes": 300},
 }
+PARTS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
-def _parse(text, current):
+def settable():
+    """Every (part, dataclass field) a --set may change."""
+    return [(part, f) for part, cls in PARTS.items() for f in dataclasses.fields(cls) if not f.metadata.get("fixed")]
+
+
+def _parse(text, f):
     """A --set value, read as the type of the field it replaces."""
-    if isinstance(current, bool):
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"expected true or false, got {text!r}")
-        return text.lower() in ("true", "1")
-    if isinstance(current, tuple):
-        items = [t for t in text.split(",") if t]
-        return tuple(type(current[0])(t) if current else ast.literal_eval(t) for t in items)
-    return type(current)(text)
+    kind = type(f.default)
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if kind is tuple:
+            items = tuple(t.strip() for t in text.split(",") if t.strip())
+            inner = type(f.default[0]) if f.default else str
+            return tuple(inner(t) for t in items)
+        if kind is int:
+            return int(text)
+        return float(text)
+    except ValueError:
+        raise ValueError(f"cannot read {text!r} as {describe(f)}") from None
 
 
 def make_config(preset="default", overrides=()):
-    """Config from a preset name plus "part.field=value" strings (later ones win)."""
+    """Config from a preset name plus "part.field=value" strings (later ones win). Raises ConfigError."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
+    fields_ = {f"{part}.{f.name}": (part, f) for part, f in settable()}
     pairs = list(PRESETS[preset].items())
     for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: write it as part.field=value, e.g. train.lm_steps=200")
-        key, value = item.split("=", 1)
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--set {item!r}: write it as part.field=value, e.g. train.lm_steps=200")
         pairs.append((key.strip(), value.strip()))
-    parts = {"model": {}, "data": {}, "train": {}}
-    defaults = Config()
+    parts = {p: {} for p in PARTS}
     for key, value in pairs:
-        part, _, name = key.partition(".")
-        if part not in parts or name not in {f.name for f in dataclasses.fields(getattr(defaults, part))}:
-            raise ValueError(f"unknown setting {key!r}: use model.*, data.* or train.* with a field of that dataclass "
-                             "(see flamingo_min/config.py and toy_data/documents.py)")
-        current = getattr(getattr(defaults, part), name)
+        if key not in fields_:
+            fixed = key.startswith("model.") and key[6:] in {f.name for f in dataclasses.fields(ModelConfig)}
+            raise ConfigError(f"--set {key}: " + ("set by the vocabulary (toy_data/vocab.py), not by hand" if fixed
+                              else "no such setting; use model.*, data.* or train.* with a field of that dataclass "
+                              "(see flamingo_min/config.py and toy_data/documents.py)"))
+        part, f = fields_[key]
         try:
-            parts[part][name] = _parse(value, current) if isinstance(value, str) else value
+            parts[part][f.name] = _parse(value, f) if isinstance(value, str) else value
         except ValueError as e:
-            raise ValueError(f"--set {key}={value}: {e}") from None
-    return Config(ModelConfig(**parts["model"]), DataConfig(**parts["data"]), TrainConfig(**parts["train"]))
+            raise ConfigError(f"--set {key}={value}: {e}") from None
+    return build(parts)
+
+
+def build(parts):
+    """Config from {"model": {...}, "data": {...}, "train": {...}} field values; ConfigError if any is invalid."""
+    try:
+        return Config(ModelConfig(**parts["model"]), DataConfig(**parts["data"]), TrainConfig(**parts["train"]))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
 
 
 def to_dict(cfg):
@@ -112,5 +203,6 @@ def to_dict(cfg):
 
 
 def from_dict(d):
-    tup = lambda part: {k: tuple(v) if isinstance(v, list) else v for k, v in d[part].items()}
-    return Config(ModelConfig(**tup("model")), DataConfig(**tup("data")), TrainConfig(**tup("train")))
+    """The Config a checkpoint or config.json recorded (lists back to tuples). Raises ConfigError."""
+    return build({part: {k: tuple(v) if isinstance(v, list) else v for k, v in d.get(part, {}).items()}
+                  for part in PARTS})

@@ -1,25 +1,47 @@
 """Few-shot evaluation on held-out episodes (paper App. A.2 and B.1.5): accuracy against the number of shots.
 
-For each task, shot count k and episode: build the prompt (k support chunks, then the query's `<image>` and prefix;
-at k = 0 two text-only examples and no support image, as the paper does zero-shot), then score it two ways:
+For each task, shot count and episode: build the prompt (the supports' chunks, then the query's `<image>` and prefix),
+then score it two ways:
 - open-ended: generate with greedy or beam search until `<EOC>`; exact match (token F1 for captions);
-- close-ended: rank the episode's candidates by the log-likelihood of their tokens after the prompt.
+- close-ended: rank the episode's candidates by the log-likelihood of their tokens after the prompt; accuracy.
+Beside the model, three context-only baselines read the answers the same prompt shows (the most frequent, the last,
+a uniform guess among the distinct ones), scored in the unit of the mode they stand beside.
 
-Support selection: `random` (the first k of the episode's shuffled pool) or `rices` (the k pool examples whose frozen
-vision features are most similar to the query's, most similar last).
+Shot keys (toy_data.tasks.SHOTS): "none" is the query alone; "0" the paper's zero-shot (two text-only examples);
+"k" is k image-text examples. Support selection: `random` (the episode's support_indices) or `rices` (the k pool
+examples whose frozen, mean-pooled vision features are most similar to the query's, most similar last).
 
-Speed: every image of an episode (pool and query) is rendered, encoded and resampled once; prompts for one (task, k)
-are left-padded into one batch, and generation uses the KV cache.
+Speed: every image of an episode (pool and query) is rendered, encoded and resampled once; prompts for one (task,
+shot) are left-padded into batches, and generation uses the KV cache.
+
+eval.json: {"tasks": {"<task>/<mode>": {"chance": float, "baselines": {"majority" | "last" | "uniform":
+{"<shot>": float}}, "shots": {"<shot>": float}}}, "episodes": int, "seed": int}.
 
 Shapes: E episodes, P pool size, k shots, R latents, D width, Dv vision width.
 """
+import json
+import os
+import random
+import time
+import zlib
+
 import torch
 import torch.nn.functional as F
 
-from toy_data import TOKENIZER, render
-from toy_data.tasks import SHOTS, TASKS, build_prompt, make_episode, score
+from toy_data import EVAL_NONCE, TOKENIZER, render
+from toy_data.documents import ATTRIBUTES, VALUES
+from toy_data.shapes import COLOURS, SHAPES, TRAIN_COMBOS
+from toy_data.tasks import (NO_CONTEXT, SHOTS, TASKS, baseline_answers, build_prompt, check_shots, make_episode,
+                            score, shot_count)
+
+from . import plots
+from .config import fitting_shots
+from .errors import EvalError
+from .files import atomic_write, check_writable
 
 MODES = ("open", "closed")
+SELECTIONS = ("random", "rices")
+BASELINES = ("majority", "last", "uniform")
 
 
 def rices(query_feat, pool_feats, k):
@@ -64,82 +86,123 @@ def rank_candidates(model, prompts, media, candidates):
     return out
 
 
+# --- the steps of an evaluation --------------------------------------------------------------------------------------
+def episodes_for(task, n, data_cfg, seed, pool_size=32):
+    """n episodes of one task. They depend on (task, seed, index) alone, not on which other tasks run beside it."""
+    base = seed * 1_000_003 + zlib.crc32(task.encode()) % 65_521 * 10_007
+    return [make_episode(task, base + j, data_cfg, pool_size) for j in range(n)]
+
+
+def episode_images(ep, data_cfg):
+    """Every picture of an episode, the pool's then the query's: (P+1, 3, H, W), from the episode's own seed and with
+    the training data's noise and colour jitter."""
+    return render([x.scene for x in ep.pool] + [ep.query.scene], data_cfg.image_size,
+                  torch.Generator().manual_seed(ep.seed), colour_jitter=data_cfg.colour_jitter, noise=data_cfg.noise)
+
+
 @torch.no_grad()
-def episode_media(model, episodes, image_size, seed):
+def episode_media(model, episodes, data_cfg):
     """Render, encode and resample every episode's pool and query images once: media (E, P+1, R, D) with the query
     last, and mean-pooled frozen features (E, P+1, Dv) for RICES."""
     device = next(model.parameters()).device
     media, pooled = [], []
-    for e, ep in enumerate(episodes):
-        g = torch.Generator().manual_seed(seed * 7919 + e)
-        images = render([x.scene for x in ep.pool] + [ep.query.scene], image_size, g)   # (P+1, 3, H, W)
-        feats = model.encode(images[None].to(device))                                       # (1, P+1, S, Dv)
+    for ep in episodes:
+        feats = model.encode(episode_images(ep, data_cfg)[None].to(device))            # (1, P+1, S, Dv)
         media.append(model.perceive(feats)[0])
         pooled.append(feats[0].mean(1))
     return torch.stack(media), torch.stack(pooled)
 
 
+def prompt_for(ep, shot, selection="random", pooled=None):
+    """One episode's prompt at one shot key: (token ids, media rows: the supports' own pool indices then the query's,
+    the answers the prompt shows)."""
+    k = shot_count(shot)
+    idx = rices(pooled[-1], pooled[:-1], k) if selection == "rices" and k else ep.support_indices(k)
+    support = [ep.pool[i] for i in idx]
+    text, _ = build_prompt(support, ep.query, ep.text_examples if shot != NO_CONTEXT else ())
+    return TOKENIZER.encode(text), idx + [len(ep.pool)], ep.context_answers(shot, support)
+
+
+def baseline_scores(task, mode, answers, truth):
+    """Each context-only baseline's score on one prompt, in the unit of `mode`."""
+    b = baseline_answers(answers)
+    uniform = b.pop("uniform")
+    out = {name: score(task, a, truth, mode) for name, a in b.items()}
+    out["uniform"] = sum(score(task, a, truth, mode) for a in uniform) / len(uniform) if uniform else 0.0
+    return out
+
+
 @torch.no_grad()
-def evaluate(model, data_cfg, shots=SHOTS, episodes=100, seed=0, tasks=TASKS, beams=3, selection="random",
-             batch_size=50, progress=None):
-    """Accuracy per task, mode and shot count, in eval.json's schema. progress: a callable(str) or None."""
+def answer(model, eps, chunk, shot, media, pooled, selection, beams):
+    """The model's open and closed answers for a batch of episodes (indices `chunk`) at one shot key, and the answers
+    each prompt shows."""
+    prompts, rows, shown = zip(*(prompt_for(eps[e], shot, selection, pooled[e]) for e in chunk))
+    device = media.device
+    m = media[torch.tensor(chunk, device=device)[:, None], torch.tensor(rows, device=device)]   # (b, k+1, R, D)
+    ids, valid = left_pad(prompts)
+    longest = max(len(TOKENIZER.encode(c)) for e in chunk for c in eps[e].candidates)
+    generated = model.generate(ids.to(device), media=m, valid=valid.to(device), max_new_tokens=longest + 1,
+                               num_beams=beams)
+    opened = [TOKENIZER.decode(g) for g in generated]
+    ranked = rank_candidates(model, list(prompts), m, [eps[e].candidates for e in chunk])
+    closed = [eps[e].candidates[max(range(len(s)), key=s.__getitem__)] for e, s in zip(chunk, ranked)]
+    return opened, closed, shown
+
+
+def check_request(model, tasks, shots, episodes, beams, selection, batch_size):
+    """The shot keys, checked; an EvalError that names the first thing that cannot run as asked."""
+    if not tasks:
+        raise EvalError(f"no task given: choose from {', '.join(TASKS)}")
     bad = [t for t in tasks if t not in TASKS]
     if bad:
-        raise ValueError(f"unknown task {bad[0]!r}: choose from {', '.join(TASKS)}")
-    if selection not in ("random", "rices"):
-        raise ValueError(f"unknown support selection {selection!r}: choose random or rices")
-    pool_size = max(32, max(shots))
+        raise EvalError(f"unknown task {bad[0]!r}: choose from {', '.join(TASKS)}")
+    try:
+        shots = check_shots(shots)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
+    for name, v in (("episodes", episodes), ("beams", beams), ("batch size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise EvalError(f"{name} must be a whole number >= 1, got {v!r}")
+    if selection not in SELECTIONS:
+        raise EvalError(f"unknown support selection {selection!r}: choose random or rices")
+    most, fit = max(map(shot_count, shots)), fitting_shots(model.cfg.context)
+    if most > fit:
+        raise EvalError(f"{most}-shot prompts may not fit the LM's context of {model.cfg.context} tokens: use at "
+                        f"most {fit} shots")
+    return shots
+
+
+@torch.no_grad()
+def evaluate(model, data_cfg, shots=SHOTS, episodes=200, seed=0, tasks=TASKS, beams=3, selection="random",
+             batch_size=100, progress=None):
+    """Scores per task, mode and shot key, in eval.json's schema. progress: a callable(str) or None."""
+    shots = check_request(model, tasks, shots, episodes, beams, selection, batch_size)
     model.eval()
     results = {}
     for task in tasks:
-        ti = TASKS.index(task)  # episodes depend on the task, not on which other tasks are evaluated with it
-        eps = [make_episode(task, seed * 1_000_003 + ti * 10_007 + j, ways=data_cfg.ways, pool_size=pool_size,
-                            bind_attributes=data_cfg.bind_attributes, infer_attributes=data_cfg.infer_attributes)
-               for j in range(episodes)]
-        media, pooled = episode_media(model, eps, data_cfg.image_size, seed + ti)
-        acc = {m: {} for m in MODES}
-        base_k = 4 if 4 in shots else max(shots)
-        baselines = {}
-        for k in shots:
+        eps = episodes_for(task, episodes, data_cfg, seed, max(32, *map(shot_count, shots)))
+        media, pooled = episode_media(model, eps, data_cfg)
+        model_scores = {m: {s: [] for s in shots} for m in MODES}
+        base_scores = {m: {n: {s: [] for s in shots} for n in BASELINES} for m in MODES}
+        for shot in shots:
             for lo in range(0, episodes, batch_size):
-                chunk = range(lo, min(episodes, lo + batch_size))
-                prompts, picks, truths, supports = [], [], [], []
-                for e in chunk:
-                    ep = eps[e]
-                    if selection == "rices" and k:
-                        idx = rices(pooled[e, -1], pooled[e, :-1], k)
-                        support = [ep.pool[i] for i in idx]
-                    else:
-                        support = ep.support(k)
-                        idx = [ep.pool.index(s) for s in support]
-                    text, _ = build_prompt(support, ep.query, ep.text_examples)
-                    prompts.append(TOKENIZER.encode(text))
-                    supports.append(support)
-                    picks.append(idx + [len(ep.pool)])                       # media rows: supports, then the query
-                    truths.append(ep.query.answer)
-                rows = torch.tensor(picks, device=media.device)              # (b, k+1)
-                m = media[torch.tensor(list(chunk), device=media.device)[:, None], rows]   # (b, k+1, R, D)
-                ids, valid = left_pad(prompts)
-                longest = max(len(TOKENIZER.encode(c)) for e in chunk for c in eps[e].candidates)
-                out = model.generate(ids.to(m.device), media=m, valid=valid.to(m.device),
-                                     max_new_tokens=longest + 1, num_beams=beams)
-                for e, o, truth in zip(chunk, out, truths):
-                    acc["open"].setdefault(k, []).append(score(task, TOKENIZER.decode(o), truth))
-                ranked = rank_candidates(model, prompts, m, [eps[e].candidates for e in chunk])
-                for e, s, truth in zip(chunk, ranked, truths):
-                    best = eps[e].candidates[max(range(len(s)), key=s.__getitem__)]
-                    acc["closed"].setdefault(k, []).append(float(best == truth))
-                if k == base_k:
-                    for e, truth, support in zip(chunk, truths, supports):
-                        for name, answer in eps[e].baselines(k, support).items():
-                            baselines.setdefault(name, []).append(score(task, answer, truth))
+                chunk = list(range(lo, min(episodes, lo + batch_size)))
+                opened, closed, shown = answer(model, eps, chunk, shot, media, pooled, selection, beams)
+                for e, o, c, ans in zip(chunk, opened, closed, shown):
+                    truth = eps[e].query.answer
+                    for mode, guess in (("open", o), ("closed", c)):
+                        model_scores[mode][shot].append(score(task, guess, truth, mode))
+                        for name, v in baseline_scores(task, mode, ans, truth).items():
+                            base_scores[mode][name][shot].append(v)
             if progress:
-                progress(f"{task} {k}-shot: open {_mean(acc['open'][k]):.2f} closed {_mean(acc['closed'][k]):.2f}")
-        chance = sum(ep.chance for ep in eps) / len(eps)
+                progress(f"{task} {shot}-shot: open {_mean(model_scores['open'][shot]):.2f} "
+                         f"closed {_mean(model_scores['closed'][shot]):.2f}")
+        chance = _mean([ep.chance for ep in eps])
         for mode in MODES:
-            results[f"{task}/{mode}"] = {"chance": chance,
-                                         "baselines": {n: _mean(v) for n, v in baselines.items()},
-                                         "shots": {str(k): _mean(v) for k, v in acc[mode].items()}}
+            results[f"{task}/{mode}"] = {
+                "chance": chance,
+                "baselines": {n: {s: _mean(v) for s, v in per.items()} for n, per in base_scores[mode].items()},
+                "shots": {s: _mean(v) for s, v in model_scores[mode].items()}}
     return {"tasks": results, "episodes": episodes, "seed": seed}
 
 
@@ -147,31 +210,107 @@ def _mean(xs):
     return sum(xs) / max(1, len(xs))
 
 
-def table(result):
-    """eval.json as a text table: one row per task/mode, a column per shot count."""
-    tasks = result["tasks"]
-    shots = list(next(iter(tasks.values()))["shots"])
-    head = f"{'task/mode':<16}{'chance':>8}{'major.':>8}{'last':>8}" + "".join(f"{k + '-shot':>9}" for k in shots)
-    lines = [head, "-" * len(head)]
-    for name, r in tasks.items():
-        b = r["baselines"]
-        lines.append(f"{name:<16}{r['chance']:>8.2f}{b.get('majority', 0):>8.2f}{b.get('last', 0):>8.2f}"
-                     + "".join(f"{r['shots'][k]:>9.2f}" for k in shots))
-    lines.append(f"({result['episodes']} episodes per task and shot count, seed {result['seed']}; baselines at "
-                 "4 shots; caption/open is token F1, everything else accuracy)")
-    return "\n".join(lines)
+def timed_evaluate(*args, **kwargs):
+    """evaluate(...) and the seconds it took."""
+    t0 = time.perf_counter()
+    return evaluate(*args, **kwargs), time.perf_counter() - t0
 
 
 @torch.no_grad()
-def lm_binding_accuracy(lm, pairs=8, ways=3, episodes=200, seed=0, labels=None):
+def sample(model, data_cfg, task, shot, n, seed):
+    """The model's open-ended answers (beam 3) on n evaluation episodes: rows of (support images, support texts,
+    query image, answer, truth), for a picture."""
+    check_request(model, (task,), (shot,), n, 1, "random", 1)
+    eps = episodes_for(task, n, data_cfg, seed, max(32, shot_count(shot)))
+    media, pooled = episode_media(model, eps, data_cfg)
+    opened, _, _ = answer(model, eps, list(range(n)), shot, media, pooled, "random", beams=3)
+    rows = []
+    for ep, said in zip(eps, opened):
+        images, idx = episode_images(ep, data_cfg), ep.support_indices(shot_count(shot))
+        texts = [ep.pool[i].chunk().replace("<image> ", "").replace(" <EOC>", "").replace(" at ", "\n") for i in idx]
+        rows.append((images[idx], texts, images[-1], said, ep.query.answer))
+    return rows
+
+
+# --- several seeds, and the table ------------------------------------------------------------------------------------
+def summarise(results):
+    """Several eval.json results (one per training seed) -> per cell mean, min and max, in eval.json's layout with
+    each number replaced by {"mean", "min", "max", "spread"}."""
+    def stats(values):
+        return {"mean": _mean(values), "min": min(values), "max": max(values), "spread": max(values) - min(values)}
+
+    first = results[0]["tasks"]
+    for r in results[1:]:
+        if r["tasks"].keys() != first.keys() or any(r["tasks"][n]["shots"].keys() != first[n]["shots"].keys()
+                                                   for n in first):
+            raise EvalError("these runs were evaluated on different tasks or shot counts; evaluate them alike "
+                            "(python main.py eval --run RUN with the same --tasks and --shots)")
+    out = {}
+    for name, cell in first.items():
+        col = lambda get: stats([get(r["tasks"][name]) for r in results])
+        out[name] = {"chance": cell["chance"],
+                     "baselines": {b: {s: col(lambda c: c["baselines"][b][s]) for s in per}
+                                   for b, per in cell["baselines"].items()},
+                     "shots": {s: col(lambda c: c["shots"][s]) for s in cell["shots"]}}
+    return {"tasks": out, "episodes": results[0]["episodes"], "seeds": [r["seed"] for r in results]}
+
+
+def table(results):
+    """One eval.json result, or a list of them (several seeds), as a text table: a row per task/mode with a column per
+    shot key, and under it the best context-only baseline at each shot."""
+    results = results if isinstance(results, list) else [results]
+    s = summarise(results)
+    many = len(results) > 1
+    shots = list(next(iter(s["tasks"].values()))["shots"])
+    w = 12 if many else 8
+    head = f"{'task/mode':<16}{'chance':>7}" + "".join(f"{(k if k == NO_CONTEXT else k + '-shot'):>{w}}" for k in shots)
+    lines = [head, "-" * len(head)]
+    cell = (lambda c: f"{c['mean']:.2f} ({c['spread']:.2f})") if many else (lambda c: f"{c['mean']:.2f}")
+    for name, r in s["tasks"].items():
+        lines.append(f"{name:<16}{r['chance']:>7.2f}" + "".join(f"{cell(r['shots'][k]):>{w}}" for k in shots))
+        best = [max(r["baselines"][b][k]["mean"] for b in r["baselines"]) for k in shots]
+        lines.append(f"{'  best baseline':<23}" + "".join(f"{v:>{w}.2f}" for v in best))
+    seeds = ", ".join(map(str, s["seeds"]))
+    lines.append(f"({s['episodes']} episodes per cell; " + (f"mean (max - min) over seeds {seeds}" if many else
+                 f"seed {seeds}") + "; best baseline: the best of majority, last and uniform, which read only the "
+                 "answers in the prompt; caption/open is token F1, everything else accuracy)")
+    return "\n".join(lines)
+
+
+def write_report(results, folder):
+    """One eval.json result (-> eval.json) or several seeds' (-> report.json, their summary), and fewshot.png. Both
+    are rendered first, then written whole: a failure leaves the folder as it was."""
+    name = "eval.json" if len(results) == 1 else "report.json"
+    check_writable(os.path.join(folder, name))
+    summary = summarise(results)
+    data = json.dumps(results[0] if len(results) == 1 else summary, indent=1).encode()
+    picture = plots.fewshot(summary)
+    atomic_write(os.path.join(folder, name), data)
+    atomic_write(os.path.join(folder, "fewshot.png"), picture)
+    return [os.path.join(folder, name), os.path.join(folder, "fewshot.png")]
+
+
+def read_result(run):
+    """A run's eval.json, checked enough to be summarised; an EvalError that says how to make it otherwise."""
+    path = os.path.join(run, "eval.json")
+    if not os.path.isfile(path):
+        raise EvalError(f"{path} does not exist: evaluate the run first (python main.py eval --run {run})")
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except (OSError, ValueError):
+        result = None
+    if not isinstance(result, dict) or not {"tasks", "episodes", "seed"} <= set(result) or not result["tasks"]:
+        raise EvalError(f"{path} is not an evaluation result: rerun python main.py eval --run {run}")
+    return result
+
+
+# --- the LM alone -----------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def lm_binding_accuracy(lm, pairs=8, ways=3, episodes=200, seed=0, labels=EVAL_NONCE):
     """Text-only binding, the skill stage `lm` must reach before it sees an image: `red tiv . blue vop . red` ->
     `tiv`, with the evaluation nonce words. Accuracy of the argmax over the whole vocabulary (open-ended)."""
-    import random
-
-    from toy_data import EVAL_NONCE
-    from toy_data.documents import ATTRIBUTES, VALUES
     rng = random.Random(seed)
-    labels = labels or EVAL_NONCE
     rows, truths = [], []
     for _ in range(episodes):
         keys = rng.sample(VALUES[rng.choice(ATTRIBUTES[:2])], ways)
@@ -181,6 +320,30 @@ def lm_binding_accuracy(lm, pairs=8, ways=3, episodes=200, seed=0, labels=None):
         text = " ".join(["<bos>"] + [f"{keys[p]} {names[p]} ." for p in picks] + [keys[query]])
         rows.append(TOKENIZER.encode(text))
         truths.append(TOKENIZER.ids[names[query]])
+    return _lm_accuracy(lm, rows, truths)
+
+
+@torch.no_grad()
+def lm_concept_accuracy(lm, shots=4, ways=3, episodes=200, seed=0, labels=EVAL_NONCE):
+    """Text-only concept binding on the training combinations: `red circle tiv . blue square vop . red ring` ->
+    `tiv` (a label names one attribute's value, colour or shape; the other word varies). Argmax accuracy."""
+    rng = random.Random(seed)
+    rows, truths = [], []
+    for _ in range(episodes):
+        bound = rng.randrange(2)
+        values, names = rng.sample(range(len(COLOURS)), ways), rng.sample(labels, ways)
+        picks = [rng.randrange(ways) for _ in range(shots)]
+        query = rng.choice(picks)
+        def key(p):  # the value bound to label p, and a random other attribute
+            c, s = rng.choice([cs for cs in TRAIN_COMBOS if cs[bound] == values[p]])
+            return f"{COLOURS[c]} {SHAPES[s]}"
+        support = " ".join(f"{key(p)} {names[p]} ." for p in picks)
+        rows.append(TOKENIZER.encode(f"<bos> {support} {key(query)}"))
+        truths.append(TOKENIZER.ids[names[query]])
+    return _lm_accuracy(lm, rows, truths)
+
+
+def _lm_accuracy(lm, rows, truths):
     ids = torch.tensor(rows, device=next(lm.parameters()).device)
     guess = lm(ids)[:, -1].argmax(-1)
     return (guess == torch.tensor(truths, device=ids.device)).float().mean().item()

@@ -1,43 +1,45 @@
-"""Every picture the command line saves: loss curves, gate openings (paper Fig. 6), the few-shot curve, sample
-episodes and a look at the toy world. Matplotlib with the Agg backend: files only, no screen needed."""
-import os
+"""Every picture the command line saves: loss curves, gate openings (paper Fig. 6), the few-shot curves, sample
+episodes and a look at the toy world. Matplotlib with the Agg backend: no screen needed. Each function returns the
+PNG's bytes; callers write them with files.atomic_write once all their work has succeeded."""
+import io
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot is imported)
+
+MODE_STYLE = {"open": ("tab:blue", "o-"), "closed": ("tab:orange", "s-")}
 
 
-def _save(fig, path):
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+def png(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return buf.getvalue()
 
 
 def _image(ax, img, title=None, colour="black"):
-    ax.imshow(img.permute(1, 2, 0).clamp(0, 1).cpu())
+    ax.imshow(img.permute(1, 2, 0).clamp(0, 1).cpu().tolist())   # (H, W, 3); plain lists: no array protocol
     ax.set_xticks([]), ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=7, color=colour)
 
 
-def losses(metrics, path):
+def losses(metrics):
     stages = [s for s in ("lm", "vision", "flamingo") if any(m["stage"] == s for m in metrics)]
     fig, axes = plt.subplots(1, max(1, len(stages)), figsize=(4.2 * max(1, len(stages)), 3.2), squeeze=False)
     for ax, stage in zip(axes[0], stages):
         rows = [m for m in metrics if m["stage"] == stage]
-        keys = ["loss_doc", "loss_pair"] if stage == "flamingo" else ["loss"]
+        keys = [k for k in rows[0] if k.startswith("loss_")] if stage == "flamingo" else ["loss"]
         for key in keys:
             ax.plot([m["step"] for m in rows], [m[key] for m in rows], label=key)
         ax.set_title({"lm": "LM pretraining (next token)", "vision": "vision: contrastive",
                       "flamingo": "Flamingo: bridge"}[stage], fontsize=9)
         ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.legend(fontsize=7)
-    return _save(fig, path)
+    return png(fig)
 
 
-def gates(metrics, path):
+def gates(metrics):
     rows = [m for m in metrics if m["stage"] == "flamingo"]
     names = sorted({k for m in rows for k in m if k.startswith(("xattn", "dense"))}, key=lambda n: (n[-1], n))
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
@@ -46,30 +48,46 @@ def gates(metrics, path):
     ax.set_xlabel("step"), ax.set_ylabel("|tanh(alpha)|")
     ax.set_title("gate openings during bridge training (cf. paper Fig. 6)", fontsize=9)
     ax.legend(fontsize=6, ncol=2)
-    return _save(fig, path)
+    return png(fig)
 
 
-def fewshot(result, path):
-    tasks = list(dict.fromkeys(name.split("/")[0] for name in result["tasks"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.3 * len(tasks), 3.2), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for mode, style in (("open", "o-"), ("closed", "s-")):
-            r = result["tasks"].get(f"{task}/{mode}")
+def fewshot(summary):
+    """One panel per task: each mode's mean score against shots with its seeds' min-max band, the best context-only
+    baseline at every shot (dashed, in that mode's unit: token F1 for open captions, accuracy otherwise) and chance
+    (dotted). `summary` is evaluate.summarise(results); every baseline is in eval.json."""
+    tasks = list(dict.fromkeys(name.split("/")[0] for name in summary["tasks"]))
+    cols = min(3, len(tasks))
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.1 * rows), squeeze=False)
+    for ax in axes.flat[len(tasks):]:
+        ax.axis("off")
+    for ax, task in zip(axes.flat, tasks):
+        for mode, (colour, style) in MODE_STYLE.items():
+            r = summary["tasks"].get(f"{task}/{mode}")
             if r is None:
                 continue
             ks = list(r["shots"])
-            ax.plot(range(len(ks)), [r["shots"][k] for k in ks], style, label=mode)
-        ax.axhline(r["chance"], color="gray", ls=":", label="chance")
-        for (name, v), c in zip(r["baselines"].items(), ("tab:red", "tab:purple")):
-            ax.axhline(v, color=c, ls="--", lw=0.8, label=f"{name} (4-shot)")
-        ax.set_xticks(range(len(ks)), ks), ax.set_ylim(-0.02, 1.02)
-        ax.set_title(task), ax.set_xlabel("shots")
-    axes[0][0].set_ylabel("accuracy"), axes[0][0].legend(fontsize=6)
-    fig.suptitle("few-shot accuracy on held-out colour x shape combinations", fontsize=10)
-    return _save(fig, path)
+            x = range(len(ks))
+            ax.plot(x, [r["shots"][k]["mean"] for k in ks], style, color=colour, label=mode, ms=4)
+            ax.fill_between(x, [r["shots"][k]["min"] for k in ks], [r["shots"][k]["max"] for k in ks],
+                            color=colour, alpha=0.2, lw=0)
+            best = [max(r["baselines"][b][k]["mean"] for b in r["baselines"]) for k in ks]
+            ax.plot(x, best, "--", color=colour, lw=1, alpha=0.7, label=f"{mode}: best baseline")
+        ax.axhline(r["chance"], color="gray", ls=":", lw=1, label="chance")
+        ax.set_xticks(list(x), ks), ax.set_ylim(-0.02, 1.02)
+        ax.set_title(task), ax.set_xlabel("shots ('none': the query alone)", fontsize=8)
+    axes[0][0].set_ylabel("accuracy (caption/open: token F1)", fontsize=8)
+    axes[0][0].legend(fontsize=6, loc="lower right")
+    seeds = summary["seeds"]
+    fig.suptitle(f"few-shot scores on held-out colour x shape combinations ({summary['episodes']} episodes per "
+                 f"point; " + (f"mean and min-max band over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1
+                               else f"seed {seeds[0]}") + "); dashed: the best baseline that reads only the prompt's "
+                 "answers", fontsize=9)
+    fig.tight_layout()
+    return png(fig)
 
 
-def episodes(rows, path):
+def episodes(rows):
     """rows: list of (support images, support texts, query image, answer, truth)."""
     width = max(len(r[0]) for r in rows) + 1
     fig, axes = plt.subplots(len(rows), width, figsize=(1.25 * width, 1.45 * len(rows)), squeeze=False)
@@ -82,10 +100,10 @@ def episodes(rows, path):
         ax_row[len(imgs)].axis("on")
         _image(ax_row[len(imgs)], query, f"-> {answer}" + ("" if ok else f"\n(truth: {truth})"),
                "green" if ok else "red")
-    return _save(fig, path)
+    return png(fig)
 
 
-def world(images, captions, strip, strip_texts, path):
+def world(images, captions, strip, strip_texts):
     cols, n = 8, len(images)
     grid_rows = -(-n // cols)
     fig = plt.figure(figsize=(1.45 * cols, 1.6 * (grid_rows + 1)))
@@ -93,4 +111,4 @@ def world(images, captions, strip, strip_texts, path):
         _image(fig.add_subplot(grid_rows + 1, cols, i + 1), img, "\n".join(cap.split(" at ")))
     for j, (img, t) in enumerate(zip(strip, strip_texts)):  # one interleaved document, left to right
         _image(fig.add_subplot(grid_rows + 1, cols, grid_rows * cols + j + 1), img, t, "navy")
-    return _save(fig, path)
+    return png(fig)

@@ -30,6 +30,8 @@ class GatedCrossAttention(nn.Module):
         self.ff_in, self.ff_out = nn.Linear(d_model, ff_mult * d_model), nn.Linear(ff_mult * d_model, d_model)
         self.alpha_xattn = nn.Parameter(torch.zeros(()))
         self.alpha_dense = nn.Parameter(torch.zeros(()))
+        # The size of the residual stream this layer writes into (Flamingo.calibrate measures it on the frozen LM).
+        self.register_buffer("scale", torch.ones(()))
 
     def attend(self, x, media, mask):
         """Masked cross-attention, before its gate: x (B, T, D), media (B, M, D), mask (B, T, M) -> (B, T, D)."""
@@ -43,5 +45,5 @@ class GatedCrossAttention(nn.Module):
         return self.out(rearrange(y, "b h t d -> b t (h d)") * sees)
 
     def forward(self, x, media, mask):
-        x = x + torch.tanh(self.alpha_xattn) * self.attend(x, media, mask)
-        return x + torch.tanh(self.alpha_dense) * self.ff_out(F.relu(self.ff_in(self.ln_ff(x))) ** 2)
+        x = x + torch.tanh(self.alpha_xattn) * self.scale * self.attend(x, media, mask)
+        return x + torch.tanh(self.alpha_dense) * self.scale * self.ff_out(F.relu(self.ff_in(self.ln_ff(x))) ** 2)

@@ -11,21 +11,16 @@
 # %%
 import os
 import random
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+
+from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from toy_data import COLOURS, HELD_OUT, SHAPES, TOKENIZER, DataConfig, DocumentStream, render
+from toy_data.documents import caption, draw_scene
+from toy_data.shapes import SDF, Obj, Scene
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 os.makedirs(OUT, exist_ok=True)
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from toy_data import COLOURS, HELD_OUT, SHAPES, TOKENIZER, DataConfig, DocumentStream, render  # noqa: E402
-from toy_data.documents import caption, draw_scene  # noqa: E402
-from toy_data.shapes import SDF, Obj, Scene  # noqa: E402
 
 # %% [markdown]
 # ## A shape is a distance field

@@ -11,26 +11,21 @@
 # %%
 import os
 import random
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+import torch.nn.functional as F
+
+from flamingo_min.encoder import ContrastiveModel
+from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from flamingo_min.train import caption_ids
+from lessons.exercises import use
+from toy_data import TOKENIZER, DataConfig, PairStream, render
+from toy_data.documents import caption, collate, draw_scene
+from toy_data.shapes import EVAL_COMBOS
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 os.makedirs(OUT, exist_ok=True)
 FAST = bool(os.environ.get("LESSONS_FAST"))
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from flamingo_min.encoder import ContrastiveModel  # noqa: E402
-from flamingo_min.train import caption_ids  # noqa: E402
-from lessons.exercises import use  # noqa: E402
-from toy_data import TOKENIZER, DataConfig, PairStream, render  # noqa: E402
-from toy_data.documents import caption, collate, draw_scene  # noqa: E402
-from toy_data.shapes import EVAL_COMBOS  # noqa: E402
 
 contrastive_loss = use("contrastive_loss")
 torch.manual_seed(0)

@@ -10,22 +10,17 @@
 
 # %%
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from flamingo_min.resampler import PerceiverResampler
+from lessons.exercises import use
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 os.makedirs(OUT, exist_ok=True)
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from einops import rearrange  # noqa: E402
-
-from flamingo_min.resampler import PerceiverResampler  # noqa: E402
-from lessons.exercises import use  # noqa: E402
 
 resampler_attention = use("resampler_attention")
 torch.manual_seed(0)

@@ -3,31 +3,28 @@
 #
 # GATED XATTN-DENSE (paper section 2.2, Fig. 4) sits before a frozen LM block:
 #
-#     y = y + tanh(alpha_xattn) * CrossAttention(LN(y), LN(visual))
-#     y = y + tanh(alpha_dense) * FFW(LN(y))
+#     y = y + tanh(alpha_xattn) * s * CrossAttention(LN(y), LN(visual))
+#     y = y + tanh(alpha_dense) * s * FFW(LN(y))
 #
-# Both alphas start at 0: at initialisation Flamingo *is* the language model. Exercise `gated_xattn_forward` asks you to
-# write the layer, including the case the paper leaves open: a text token with no image before it.
+# Both alphas start at 0: at initialisation Flamingo *is* the language model. `s` is ours (the paper is silent): a
+# fixed number, the typical size of the LM's residual stream where the layer writes, so that a fresh layer's output
+# is not drowned by the stream it joins (lesson 7 shows the numbers). Exercise `gated_xattn_forward` asks you to write
+# the layer, including the case the paper leaves open: a text token with no image before it.
 
 # %%
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+
+from flamingo_min import Flamingo, cross_attention_mask
+from flamingo_min.config import ModelConfig
+from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from flamingo_min.xattn import GatedCrossAttention
+from lessons.exercises import use
+from toy_data import TOKENIZER
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 os.makedirs(OUT, exist_ok=True)
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from flamingo_min import Flamingo, cross_attention_mask  # noqa: E402
-from flamingo_min.config import ModelConfig  # noqa: E402
-from flamingo_min.xattn import GatedCrossAttention  # noqa: E402
-from lessons.exercises import use  # noqa: E402
-from toy_data import TOKENIZER  # noqa: E402
 
 gated_xattn_forward = use("gated_xattn_forward")
 torch.manual_seed(0)
@@ -35,13 +32,16 @@ I = TOKENIZER.image_id
 
 # %% [markdown]
 # ## At init the model is the LM
+# The LM never saw `<image>` or `<EOC>`, so their embeddings are ours to choose: `<image>` is a zero vector (the
+# image, written in by the gated layers, is all it carries) and `<EOC>` starts as the LM's `.`. With every gate at 0,
+# Flamingo is exactly the LM reading those two rows.
 
 # %%
 model = Flamingo(ModelConfig(d_model=32, n_layers=2, n_heads=2, vision_width=16, latents=4)).eval()
 ids = torch.tensor([TOKENIZER.encode("<bos> a red <image> what colour ? red <EOC> <image> what")])
 images = torch.rand(1, 2, 3, 32, 32)
 with torch.no_grad():
-    diff = (model(ids, images=images) - model.lm(ids)).abs().max().item()
+    diff = (model(ids, images=images) - model.lm(ids, embed_weight=model.embed_weight())).abs().max().item()
 print(f"max |Flamingo - LM| at init: {diff}")
 
 # %% [markdown]

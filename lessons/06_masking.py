@@ -7,20 +7,15 @@
 
 # %%
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+
+from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from lessons.exercises import use
+from toy_data import TOKENIZER
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 os.makedirs(OUT, exist_ok=True)
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from lessons.exercises import use  # noqa: E402
-from toy_data import TOKENIZER  # noqa: E402
 
 cross_attention_mask = use("cross_attention_mask")
 phi = use("phi")

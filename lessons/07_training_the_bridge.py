@@ -10,18 +10,18 @@
 # %%
 import json
 import os
-import sys
+import shutil
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+
+from flamingo_min import plots, train
+from flamingo_min.config import make_config
+from flamingo_min.errors import CheckpointError
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 FAST = bool(os.environ.get("LESSONS_FAST"))
 RUN = os.path.join(OUT, "run_fast" if FAST else "run")
-
-import torch  # noqa: E402
-
-from flamingo_min import plots, train  # noqa: E402
-from flamingo_min.config import make_config  # noqa: E402
 
 # %% [markdown]
 # ## A miniature configuration
@@ -42,25 +42,11 @@ print(json.dumps(train.to_dict(cfg)["train"], indent=None)[:300], "...")
 # configuration above, the old run no longer matches it (the trainer would refuse to mix them), so it is started afresh.
 
 # %%
-import shutil  # noqa: E402
-
-
-
-def stale(run):
-    """Does any checkpoint in `run` come from another configuration?"""
-    for stage in train.STAGES:
-        path = train.ckpt_path(run, stage)
-        try:
-            if os.path.exists(path):
-                train.check_config(train.load_checkpoint(path)["config"], cfg, path)
-        except SystemExit:
-            return True
-    return False
-
-
-if os.path.isdir(RUN) and stale(RUN):
+try:
+    train.start_run(RUN, cfg)   # checks the checkpoints already there against cfg, then records cfg
+except CheckpointError:         # made with another configuration (or another version of this code): start afresh
     shutil.rmtree(RUN)
-os.makedirs(RUN, exist_ok=True)
+    train.start_run(RUN, cfg)
 for stage in train.STAGES:
     t0 = time.perf_counter()
     ckpt = train.run_stage(RUN, stage, cfg, seed=0, progress=False)
@@ -80,11 +66,23 @@ n_train = sum(p.numel() for _, p in model.trainable_parameters())
 print(f"trainable: {n_train:,} of {sum(p.numel() for p in model.parameters()):,} parameters")
 
 # %% [markdown]
+# ## Writing in the LM's units
+# A trained LM's residual stream is large after its first block (its MLPs write big vectors), while a freshly
+# initialised gated layer writes vectors of size ~1: the LM's LayerNorms would drown them until the layer's weights
+# grew many-fold. So each gated layer multiplies its branches by a fixed scale, measured once on text: the RMS of the
+# stream where it writes (`Flamingo.calibrate`). On the full-size LM the scales are about 0.1, 11, 13 and 18.
+
+# %%
+print("each gated layer's scale (RMS of the residual stream before its block):",
+      [round(layer.scale.item(), 2) for layer in model.xattn])
+
+# %% [markdown]
 # ## Loss curves and gates
 
 # %%
-plots.losses(metrics, os.path.join(OUT, "07_losses.png"))
-plots.gates(metrics, os.path.join(OUT, "07_gates.png"))
+for name, picture in (("07_losses.png", plots.losses(metrics)), ("07_gates.png", plots.gates(metrics))):
+    with open(os.path.join(OUT, name), "wb") as f:
+        f.write(picture)
 last = [m for m in metrics if m["stage"] == "flamingo"][-1]
 print("final |tanh(alpha)| per layer:", {k: round(v, 3) for k, v in last.items() if k.startswith(("xattn", "dense"))})
 

@@ -1,15 +1,16 @@
-"""Shared test settings: hypothesis profiles and a small model configuration.
+"""Shared test settings: hypothesis profiles, a small model configuration and a tiny trained run.
 
 Profiles: `ci` (derandomized, bounded examples, no deadline: repeatable on a shared 2-core machine) is used when CI is
 set; `dev` explores more. Choose one with HYPOTHESIS_PROFILE=dev|ci.
 """
 import os
-import sys
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from flamingo_min import train
+from flamingo_min.config import ModelConfig, make_config
 
 settings.register_profile("ci", derandomize=True, max_examples=30, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -17,8 +18,6 @@ settings.register_profile("dev", max_examples=150, deadline=None, suppress_healt
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-
-from flamingo_min.config import ModelConfig  # noqa: E402
 
 # A model small enough for property tests: every part present, every shape exercised.
 TINY = ModelConfig(d_model=32, n_layers=2, n_heads=2, context=96, vision_width=16, embed_dim=16, latents=3,
@@ -33,3 +32,24 @@ def open_gates(model, seed=0):
             layer.alpha_xattn.fill_(0.5 + torch.rand((), generator=g).item())
             layer.alpha_dense.fill_(0.5 + torch.rand((), generator=g).item())
     return model
+
+
+# A whole run (every stage) small enough to train in seconds: the command line and the evaluation are tested on it.
+TINY_RUN = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.vision_width=16", "model.embed_dim=16",
+            "model.latents=3", "model.resampler_layers=1", "model.context=160", "data.text_len=64",
+            "train.lm_steps=12", "train.vision_steps=8", "train.flamingo_steps=12", "train.lm_batch=4",
+            "train.vision_batch=16", "train.doc_batch=4", "train.pair_batch=4", "train.ckpt_every=4",
+            "train.log_every=1", "train.warmup=4", "train.eval_episodes=3"]
+
+
+def train_all(run, seed=0):
+    cfg = make_config("quick", TINY_RUN)
+    train.start_run(run, cfg)
+    return [train.run_stage(run, s, cfg, seed, progress=False) for s in train.STAGES]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    run = str(tmp_path_factory.mktemp("run"))
+    train_all(run)
+    return run

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from toy_data import (EVAL_NONCE, HELD_OUT, TOKENIZER, TRAIN_NONCE, DataConfig, DocumentStream, PairStream,
                       TextCorpus, Tokenizer, build_prompt, make_episode, render)
-from toy_data.documents import VALUES
+from toy_data.documents import BIND_PREFIX, VALUES
 from toy_data.shapes import BACKGROUND, COLOURS, RGB, SHAPES, Obj, Scene, describe
-from toy_data.tasks import TASKS, token_f1
+from toy_data.tasks import TASKS, baseline_answers, token_f1
 
 CFG = DataConfig()
 STREAMS = {"text": TextCorpus, "pair": PairStream, "document": DocumentStream}
@@ -63,7 +63,8 @@ def test_documents_hold_one_image_token_per_image_and_fit():
     for i in range(N_CHECK):
         for s in (docs[i], pairs[i]):
             assert int((s.tokens == TOKENIZER.image_id).sum()) == len(s.images) == len(s.scenes)
-            assert 1 <= len(s.images) <= CFG.max_images and len(s.tokens) <= CFG.max_len
+            most = CFG.bind_max_images if s.task == "bind" else CFG.max_images
+            assert 1 <= len(s.images) <= most and len(s.tokens) <= CFG.max_len
             assert int((s.tokens == TOKENIZER.eoc_id).sum()) == len(s.images)
             assert not s.loss_mask[s.tokens == TOKENIZER.image_id].any()   # <image> is never a target
             first = int((s.tokens == TOKENIZER.image_id).nonzero()[0])
@@ -76,7 +77,8 @@ def test_documents_hold_one_image_token_per_image_and_fit():
 
 def _labels(sample):
     words = TOKENIZER.decode(sample.tokens).split()
-    return [words[i + 1] for i, w in enumerate(words) if w == "<image>"]
+    assert all(words[i + 1] == BIND_PREFIX for i, w in enumerate(words) if w == "<image>")
+    return [words[i + 2] for i, w in enumerate(words) if w == "<image>"]
 
 
 def test_binding_documents_are_consistent_and_bursty():
@@ -165,31 +167,59 @@ def test_impossible_configs_say_which_setting_to_change():
 def test_episodes_prompts_and_held_out(task):
     for seed in range(6):
         ep = make_episode(task, seed)
-        assert ep.query.answer in ep.candidates or task == "caption" and ep.query.answer in ep.candidates
+        assert ep.query.answer in ep.candidates
         for k in (0, 1, 2, 4, 8, 16):
+            idx = ep.support_indices(k)
+            assert len(idx) == len(set(idx)) == k                          # k distinct pool examples
             support = ep.support(k)
-            assert len(support) == k
             text, scenes = build_prompt(support, ep.query, ep.text_examples)
             assert text.split().count("<image>") == k + 1 == len(scenes)
             assert text.split()[-1] != "<EOC>"
             if k == 0:
                 assert text.split().count("<EOC>") == 2                    # two text-only examples
-            if task == "bind" and k:
+            if task in ("bind", "match") and k:
                 assert ep.query.answer in [e.answer for e in support]      # the query's label is in the prompt
+        alone, _ = build_prompt([], ep.query)                              # the "none" column: the query alone
+        assert alone.split().count("<image>") == 1 and "<EOC>" not in alone.split()
         for e in ep.pool + [ep.query]:
             for o in e.scene.objects:
                 assert (o.colour, o.shape) in HELD_OUT
-        if task == "bind":
+        if task in ("bind", "match"):
             assert set(ep.candidates) <= set(EVAL_NONCE)
+
+
+@given(st.integers(0, 10_000), st.sampled_from([("colour", "shape"), ("colour",), ("shape",), ("size",)]))
+def test_concept_binding_shares_exactly_the_bound_attribute(seed, attributes):
+    """bind: a label's images share the bound attribute's value and nothing else is fixed; match: one look each."""
+    cfg = DataConfig(bind_attributes=attributes)
+    ep = make_episode("bind", seed, cfg)
+    examples = ep.pool + [ep.query]
+    by_label = {}
+    for e in examples:
+        by_label.setdefault(e.answer, []).append(describe(e.scene))
+    bound = {lb: {d[ep.attribute] for d in ds} for lb, ds in by_label.items()}
+    assert all(len(v) == 1 for v in bound.values())                       # one value per label ...
+    assert len(set.union(*bound.values())) == len(by_label) == cfg.ways   # ... a different one for each label
+    for other in ("colour", "shape", "size", "position"):
+        if other != ep.attribute:                                          # every other attribute varies in a label
+            assert any(len({d[other] for d in ds}) > 1 for ds in by_label.values()), other
+    twin = make_episode("match", seed, cfg)
+    looks = {}
+    for e in twin.pool + [twin.query]:
+        d = describe(e.scene)
+        looks.setdefault(e.answer, set()).add((d["colour"], d["shape"], d["size"], d["position"]))
+    assert all(len(v) == 1 for v in looks.values())                        # match: the very same object each time
 
 
 def test_baselines_on_a_constructed_episode():
     ep = make_episode("infer", 0)
     answers = ["red", "blue", "blue", "red", "green"]
     ep.pool = [type(ep.query)(ep.query.scene, "", a) for a in answers] + ep.pool[5:]
-    assert ep.baselines(5) == {"majority": "red", "last": "green"}  # tie between red and blue: the latest wins
-    assert ep.baselines(3) == {"majority": "blue", "last": "blue"}
-    assert ep.baselines(0)["last"] == ep.text_examples[-1].answer
+    b = baseline_answers(ep.context_answers("5"))
+    assert b == {"majority": "red", "last": "green", "uniform": ["red", "blue", "green"]}  # tie: the latest wins
+    assert baseline_answers(ep.context_answers("3"))["majority"] == "blue"
+    assert ep.context_answers("0") == [e.answer for e in ep.text_examples]
+    assert baseline_answers(ep.context_answers("none")) == {"majority": None, "last": None, "uniform": []}
     assert token_f1("a big red circle", "a big red circle") == 1.0
     assert token_f1("a big blue circle", "a big red circle") == pytest.approx(0.75)
     assert token_f1("", "a") == 0.0

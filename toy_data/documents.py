@@ -10,7 +10,9 @@ Formats (paper section 2.3: `<image>` where an image stood, `<EOC>` ending each 
     document  <bos> <image> chunk <EOC> <image> chunk <EOC> ...   1 to max_images images, one hidden task per document
 
 Document tasks: caption; question (one attribute per document); count; infer (bare answers about one hidden attribute:
-`<image> red <EOC> <image> blue <EOC>`); bind (a per-document mapping from one attribute's values to nonce words).
+`<image> red <EOC> <image> blue <EOC>`); bind (a per-document mapping from one attribute's values to nonce words,
+`<image> : dax <EOC>`: the `:` gives each image a second position, as `red circle dax .` has two words in the LM's
+text, so that the LM's own binding skill can be reused).
 
 Which targets carry loss (`Sample.loss_mask`, True where token t is predicted from t-1 and scored):
 - never `<bos>`, `<image>` (it is given, not predicted), padding, or text before the first image;
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .shapes import COLOURS, COUNTS, PLURALS, POSITIONS, SHAPES, SIZES, TRAIN_COMBOS, Obj, Scene, describe, render
+from .settings import check, knob
 from .vocab import NONCE, TOKENIZER, TRAIN_NONCE
 
 ATTRIBUTES = ("colour", "shape", "size", "position", "count")
@@ -31,54 +34,56 @@ VALUES = {"colour": COLOURS, "shape": SHAPES, "size": SIZES, "position": POSITIO
 QUESTION = {"colour": "what colour ?", "shape": "what shape ?", "size": "what size ?", "position": "where ?",
             "count": "how many ?"}
 DOC_TASKS = ("caption", "question", "count", "infer", "bind")
+TEXT_KINDS = ("caption", "qa", "bind", "concept", "infer")
+BIND_PREFIX = ":"  # `<image> : dax <EOC>`: two positions that see the image, as `red circle dax .` has two words
 LONGEST_CHUNK = 8  # "<image> a big red circle at top-left <EOC>"
+BIND_CHUNK = 4     # "<image> : dax <EOC>"
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    image_size: int = 32
-    max_images: int = 5        # per interleaved document (the paper trains with 5)
-    max_len: int = 48          # tokens per document or pair, padding included
-    text_len: int = 160        # tokens per packed text-corpus sequence: longer than a 16-shot prompt
-    ways: int = 3              # labels per binding document
+    image_size: int = knob(32, lo=16)
+    max_images: int = knob(5, lo=2)        # per interleaved document (the paper trains with 5)
+    bind_max_images: int = knob(10, lo=2)  # per binding document: its chunks are short, and 5 images left binding
+                                           # weak beyond 4 shots (measured: 16-shot 0.46-0.70 with 5, 0.69-0.87 with 10)
+    max_len: int = knob(48, lo=8)          # tokens per document or pair, padding included
+    text_len: int = knob(160, lo=16)       # tokens per packed text-corpus sequence: longer than a 16-shot prompt
+    ways: int = knob(3, lo=2)              # labels per binding document
     bind_attributes: tuple = ("colour", "shape")
     infer_attributes: tuple = ATTRIBUTES
-    clutter: float = 0.0       # in a binding document, chance that an image redraws its unbound attributes
-    noise: float = 0.02        # pixel noise std
-    colour_jitter: float = 0.04
-    text_bind_max_pairs: int = 24
-    w_caption: float = 1.0     # mixture weights of the interleaved-document tasks
-    w_question: float = 1.0
-    w_count: float = 1.0
-    w_infer: float = 2.0
-    w_bind: float = 4.0        # binding scores only repeated labels, ~1.5 tokens a document: it needs the volume
+    bind_redraw: float = knob(0.75, 0, 1)  # chance that a binding image redraws all but its bound attribute
+    noise: float = knob(0.02, 0, 1)        # pixel noise std
+    colour_jitter: float = knob(0.04, 0, 1)
+    pair_grey: float = knob(0.0, 0, 1)     # share of the bridge's image-caption pairs drawn colourless (PairStream)
+    text_bind_max_pairs: int = knob(24, lo=6)
+    text_mix: tuple = ("caption", "qa", "bind", "bind", "concept", "concept", "infer")  # each text document's kind
+    w_caption: float = knob(1.0, lo=0)     # mixture weights of the interleaved-document tasks
+    w_question: float = knob(1.0, lo=0)
+    w_count: float = knob(1.0, lo=0)
+    w_infer: float = knob(2.0, lo=0)
+    w_bind: float = knob(2.0, lo=0)        # binding scores only repeated labels, ~4 tokens a document
 
     def __post_init__(self):
-        if self.image_size < 16:
-            raise ValueError(f"data.image_size={self.image_size} is too small; use 16 or more")
-        for name in ("bind_attributes", "infer_attributes"):
-            attrs = getattr(self, name)
-            if not attrs or any(a not in ATTRIBUTES for a in attrs):
-                raise ValueError(f"data.{name}={attrs!r}: choose a non-empty subset of {ATTRIBUTES}")
+        check(self, "data")
+        for name, allowed in (("bind_attributes", ATTRIBUTES), ("infer_attributes", ATTRIBUTES),
+                              ("text_mix", TEXT_KINDS)):
+            chosen = getattr(self, name)
+            if any(a not in allowed for a in chosen):
+                raise ValueError(f"data.{name}={','.join(map(str, chosen))}: choose from {', '.join(allowed)}")
         for a in self.bind_attributes:
             if self.ways > len(VALUES[a]):
                 raise ValueError(f"data.ways={self.ways} but attribute {a!r} has only {len(VALUES[a])} values: "
                                  f"lower data.ways or remove {a!r} from data.bind_attributes")
-        if self.ways < 2:
-            raise ValueError(f"data.ways={self.ways}: binding needs at least 2 labels")
-        if self.ways > len(TRAIN_NONCE):
-            raise ValueError(f"data.ways={self.ways} exceeds the {len(TRAIN_NONCE)} training nonce words")
-        if self.max_images < 2:
-            raise ValueError(f"data.max_images={self.max_images}: binding and inference need at least 2 images")
         need = 1 + self.max_images * LONGEST_CHUNK
         if need > self.max_len:
             raise ValueError(f"data.max_images={self.max_images} needs up to {need} tokens but data.max_len="
                              f"{self.max_len}: raise data.max_len to {need} or lower data.max_images")
-        if not 0.0 <= self.clutter <= 1.0:
-            raise ValueError(f"data.clutter={self.clutter} must lie in [0, 1]")
-        weights = [getattr(self, "w_" + t) for t in DOC_TASKS]
-        if min(weights) < 0 or sum(weights) == 0:
-            raise ValueError("the mixture weights data.w_* must be >= 0 and not all 0")
+        need = 1 + self.bind_max_images * BIND_CHUNK
+        if need > self.max_len:
+            raise ValueError(f"data.bind_max_images={self.bind_max_images} needs up to {need} tokens but "
+                             f"data.max_len={self.max_len}: raise data.max_len or lower data.bind_max_images")
+        if sum(getattr(self, "w_" + t) for t in DOC_TASKS) == 0:
+            raise ValueError("the mixture weights data.w_* are all 0: give at least one task a positive weight")
 
 
 @dataclass
@@ -156,7 +161,7 @@ class TextCorpus(_Stream):
     code = 1
 
     def _doc(self, rng):
-        kind = rng.choice(("caption", "qa", "bind", "bind", "infer"))
+        kind = rng.choice(self.cfg.text_mix)
         if kind == "caption":
             return caption(draw_scene(rng, count=rng.choice((1, 1, 1, 2, 3, 4)))) + " ."
         if kind == "qa":
@@ -167,6 +172,16 @@ class TextCorpus(_Stream):
             a = rng.choice(ATTRIBUTES)
             scenes = [attribute_scene(rng, a) for _ in range(rng.randint(2, 6))]
             return " ".join(f"{caption(s)} : {describe(s)[a]} ." for s in scenes)
+        if kind == "concept":  # concept binding: `red circle dax . red square dax . blue circle wug . red ring`
+            a = rng.randrange(2)                                       # the bound attribute: 0 colour, 1 shape
+            ways = rng.randint(2, 4)
+            values, labels = rng.sample(range(len(SHAPES)), ways), rng.sample(NONCE, ways)
+            pairs = rng.randint(ways, self.cfg.text_bind_max_pairs)
+            out = []
+            for p in (rng.randrange(ways) for _ in range(pairs)):
+                c, s = rng.choice([cs for cs in TRAIN_COMBOS if cs[a] == values[p]])
+                out.append(f"{COLOURS[c]} {SHAPES[s]} {labels[p]} .")
+            return " ".join(out)
         # Binding with attribute words where images will later stand: `red dax . blue wug . red dax .`
         values = VALUES[rng.choice(ATTRIBUTES)]
         ways = rng.randint(2, min(6, len(values)))
@@ -187,8 +202,15 @@ class TextCorpus(_Stream):
 
 
 class PairStream(_Stream):
-    """Image-caption pairs `<bos> <image> caption <EOC>`: contrastive pretraining and Flamingo's pair stream."""
+    """Image-caption pairs `<bos> <image> caption <EOC>`: contrastive pretraining and Flamingo's pair stream.
+
+    grey_share: the share of samples drawn colourless (see `grey`): the bridge's pair dataset uses data.pair_grey;
+    the vision stage mixes its own shares explicitly."""
     code = 2
+
+    def __init__(self, cfg, seed=0, grey_share=0.0):
+        super().__init__(cfg, seed)
+        self.grey_share = grey_share
 
     def scene(self, i):
         """Sample i's scene alone, without rendering it."""
@@ -196,6 +218,8 @@ class PairStream(_Stream):
         return draw_scene(rng, count=1 if rng.random() < 0.8 else rng.randint(2, 4))
 
     def __getitem__(self, i):
+        if self.grey_share and random.Random(_rng(self.seed, self.code + 400, i)).random() < self.grey_share:
+            return self.grey(i)
         scene = self.scene(i)
         tokens, mask = _assemble([f"<image> {caption(scene)} <EOC>"], [[1] * LONGEST_CHUNK])
         return Sample(tokens, mask, self._images([scene], i), "pair", (scene,))
@@ -251,7 +275,8 @@ class DocumentStream(_Stream):
         rng = self._start(i)
         cfg = self.cfg
         task = rng.choices(DOC_TASKS, [getattr(cfg, "w_" + t) for t in DOC_TASKS])[0]
-        n = rng.randint(1 if task in ("caption", "question", "count") else 2, cfg.max_images)
+        n = rng.randint(1 if task in ("caption", "question", "count") else 2,
+                        cfg.bind_max_images if task == "bind" else cfg.max_images)
         if task == "bind":
             scenes, chunks, scored = self._bind(rng, n)
         else:
@@ -275,16 +300,19 @@ class DocumentStream(_Stream):
         ways = self.cfg.ways
         values = rng.sample(range(len(VALUES[a])), ways)
         labels = rng.sample(TRAIN_NONCE, ways)
-        # One look per value (its unbound attributes drawn once), so a label names one object in this document.
+        # Each image redraws all but its bound attribute with chance data.bind_redraw (concept binding, as evaluated);
+        # otherwise it repeats its label's one look. Repeated looks are what lets binding start: any feature matches.
+        # Measured over the bridge's first 800-1200 steps: with no repeated looks binding never started (2 of 2
+        # runs); with repeated looks only, it started in 2 of 2 but other tasks generalised worse.
         looks = [bind_look(rng, a, v) for v in values]
         picks = [rng.randrange(ways) for _ in range(n - 1)]
         picks.append(rng.choice(picks))  # bursty: the last image repeats a value seen before
         scenes, chunks, scored, seen = [], [], [], set()
         for p in picks:
-            redraw = rng.random() < self.cfg.clutter
+            redraw = rng.random() < self.cfg.bind_redraw
             scenes.append(bind_scene(rng, a, values[p], None if redraw else looks[p]))
-            chunks.append(f"<image> {labels[p]} <EOC>")
-            scored.append([0, int(p in seen), 1])
+            chunks.append(f"<image> {BIND_PREFIX} {labels[p]} <EOC>")
+            scored.append([0, 0, int(p in seen), 1])
             seen.add(p)
         return scenes, chunks, scored
 
@@ -299,7 +327,7 @@ def bind_look(rng, attribute, value, combos=TRAIN_COMBOS):
 
 
 def bind_scene(rng, attribute, value, look, combos=TRAIN_COMBOS):
-    """A scene showing `value` of `attribute`; `look` fixes the rest, or None to redraw it (clutter)."""
+    """A scene showing `value` of `attribute`; `look` fixes the rest, or None to redraw it (concept binding)."""
     if look is None:
         look = bind_look(rng, attribute, value, combos)
     if attribute == "count":

@@ -6,25 +6,49 @@ with images uses. So a right answer must come from composing what was learnt, or
 
 Tasks, with the chunk each support example contributes (the query chunk stops where the answer would start):
     infer     <image> red <EOC>                 the supports alone say which attribute is wanted
-    bind      <image> tiv <EOC>                 N-way: new labels bound to one attribute's values inside the prompt
+    bind      <image> tiv <EOC>                 concept binding (Frozen's "fast binding"): N new labels, each bound to
+                                                one value of one attribute; everything else is redrawn for every image
+    match     <image> tiv <EOC>                 the easy case: each label always shows the very same object
     question  <image> what colour ? red <EOC>
     caption   <image> a big red circle at top-left <EOC>
     count     <image> how many ? three <EOC>
-Zero-shot, as in the paper: two text-only examples of the task (no image), then the query.
 
-Shots k up to 16 exceed the 5 images of any training document; that is deliberate (paper section 2.3).
+Shot counts (`SHOTS`, the keys of eval.json): "none" is the query alone, no example at all; "0" is the paper's
+zero-shot, two text-only examples of the task (no image) before the query; "k" is k image-text examples. Shots up to
+16 exceed the 5 images of any training document; that is deliberate (paper section 2.3).
 """
 import random
 from collections import Counter
 from dataclasses import dataclass
 
-from .documents import ATTRIBUTES, QUESTION, VALUES, attribute_scene, bind_look, bind_scene, caption
+from .documents import (ATTRIBUTES, BIND_PREFIX, QUESTION, VALUES, DataConfig, attribute_scene, bind_look, bind_scene,
+                        caption)
 from .shapes import COLOURS, EVAL_COMBOS, POSITIONS, SHAPES, SIZES, Scene, describe
 from .vocab import EVAL_NONCE
 
-TASKS = ("infer", "bind", "question", "caption", "count")
-SHOTS = (0, 1, 2, 4, 8, 16)
+TASKS = ("infer", "bind", "match", "question", "caption", "count")
+NO_CONTEXT = "none"
+SHOTS = (NO_CONTEXT, "0", "1", "2", "4", "8", "16")
 INFER_ANSWERS = tuple(w for a in ATTRIBUTES for w in VALUES[a])
+
+
+def shot_count(shot):
+    """A shot key ("none", "0", "4", ...) -> the number of image examples it puts in the prompt."""
+    return 0 if shot == NO_CONTEXT else int(shot)
+
+
+def check_shots(shots):
+    """Shot keys as a tuple of strings; a clear ValueError for anything else."""
+    out = []
+    for s in shots:
+        s = str(s).strip()
+        if s != NO_CONTEXT and not (s.isdigit() and int(s) >= 0):
+            raise ValueError(f"shot count {s!r}: give whole numbers >= 0 or {NO_CONTEXT!r} (no example at all), "
+                             "e.g. none,0,1,2,4,8,16")
+        out.append(str(int(s)) if s != NO_CONTEXT else s)
+    if not out:
+        raise ValueError("no shot counts given: e.g. none,0,1,2,4,8,16")
+    return tuple(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)
@@ -52,23 +76,37 @@ class Episode:
     def chance(self):
         return 1.0 / len(self.candidates)
 
-    def support(self, k):
-        """The first k pool examples; for binding, one of them is swapped for the query's value if it is missing."""
-        shots = list(self.pool[:k])
-        if self.task == "bind" and k and all(e.answer != self.query.answer for e in shots):
-            same = next(e for e in self.pool[k:] if e.answer == self.query.answer)
-            shots[random.Random(self.seed * 31 + k).randrange(k)] = same
-        return shots
+    def support_indices(self, k):
+        """Which pool examples the k-shot prompt shows, as indices (equal examples keep their own pictures): the
+        first k; for binding, one of them swapped for an example of the query's label if none has it."""
+        idx = list(range(k))
+        if self.task in ("bind", "match") and k and all(self.pool[i].answer != self.query.answer for i in idx):
+            same = next(i for i in range(k, len(self.pool)) if self.pool[i].answer == self.query.answer)
+            idx[random.Random(self.seed * 31 + k).randrange(k)] = same
+        return idx
 
-    def baselines(self, k, support=None):
-        """Answers of two context-only baselines: the most frequent label (ties: the latest) and the last label.
-        They read the k supports given (default: support(k)), or the text-only examples at zero shots."""
-        answers = [e.answer for e in (support if support is not None else self.support(k))] if k else [
-            e.answer for e in self.text_examples]
-        counts = Counter(answers)
-        top = max(counts.values())
-        majority = next(a for a in reversed(answers) if counts[a] == top)
-        return {"majority": majority, "last": answers[-1]}
+    def support(self, k):
+        return [self.pool[i] for i in self.support_indices(k)]
+
+    def context_answers(self, shot, support=None):
+        """The answers a prompt shows: its supports' (default: support(k)), the text examples' at "0", none at
+        "none"."""
+        if shot == NO_CONTEXT:
+            return []
+        if shot_count(shot) == 0:
+            return [e.answer for e in self.text_examples]
+        return [e.answer for e in (support if support is not None else self.support(shot_count(shot)))]
+
+
+def baseline_answers(answers):
+    """Context-only baselines, from the answers a prompt shows: the most frequent (ties: the latest), the last, and
+    every distinct one (a uniform guess among them scores their mean). With no answers to read, none of them answers."""
+    if not answers:
+        return {"majority": None, "last": None, "uniform": []}
+    counts = Counter(answers)
+    top = max(counts.values())
+    majority = next(a for a in reversed(answers) if counts[a] == top)
+    return {"majority": majority, "last": answers[-1], "uniform": list(counts)}
 
 
 def build_prompt(support, query, text_examples=()):
@@ -79,24 +117,25 @@ def build_prompt(support, query, text_examples=()):
     return text, [e.scene for e in support] + [query.scene]
 
 
-def make_episode(task, seed, ways=3, pool_size=32, combos=EVAL_COMBOS, bind_attributes=("colour", "shape"),
-                 infer_attributes=ATTRIBUTES):
-    """One episode of `task`, a pure function of seed. pool_size >= the largest shot count you will ask for."""
+def make_episode(task, seed, cfg=DataConfig(), pool_size=32, combos=EVAL_COMBOS):
+    """One episode of `task`, a pure function of seed; ways and attributes come from the data config.
+    pool_size >= the largest shot count you will ask for."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
     rng = random.Random(seed)
-    if task == "bind":
-        a = rng.choice(bind_attributes)
-        values = rng.sample(range(len(VALUES[a])), ways)
-        labels = rng.sample(EVAL_NONCE, ways)
-        looks = [bind_look(rng, a, v, combos) for v in values]
-        picks = [j % ways for j in range(pool_size + 1)]
+    if task in ("bind", "match"):
+        a = rng.choice(cfg.bind_attributes)
+        values = rng.sample(range(len(VALUES[a])), cfg.ways)
+        labels = rng.sample(EVAL_NONCE, cfg.ways)
+        # match: one look per label, drawn once; bind: every image redraws all but the bound attribute (look None).
+        looks = [bind_look(rng, a, v, combos) if task == "match" else None for v in values]
+        picks = [j % cfg.ways for j in range(pool_size + 1)]
         rng.shuffle(picks)
-        examples = [Example(bind_scene(rng, a, values[p], looks[p], combos), "", labels[p]) for p in picks]
-        text = [Example(examples[0].scene, "", lb) for lb in rng.sample(labels, 2)]
+        examples = [Example(bind_scene(rng, a, values[p], looks[p], combos), BIND_PREFIX, labels[p]) for p in picks]
+        text = [Example(examples[0].scene, BIND_PREFIX, lb) for lb in rng.sample(labels, 2)]
         return Episode(task, a, examples[:-1], examples[-1], tuple(labels), tuple(text), seed)
 
-    a = {"infer": rng.choice(infer_attributes), "question": rng.choice(ATTRIBUTES[:4]), "caption": "caption",
+    a = {"infer": rng.choice(cfg.infer_attributes), "question": rng.choice(ATTRIBUTES[:4]), "caption": "caption",
          "count": "count"}[task]
     prefix = QUESTION[a] if task in ("question", "count") else ""
 
@@ -136,6 +175,8 @@ def token_f1(prediction, truth):
     return 2 * precision * recall / (precision + recall)
 
 
-def score(task, prediction, truth):
-    """Open-ended score: token F1 for captions, exact match otherwise."""
-    return token_f1(prediction, truth) if task == "caption" else float(prediction.strip() == truth)
+def score(task, prediction, truth, mode="open"):
+    """One answer's score: token F1 for open-ended captions, exact match otherwise (every close-ended answer)."""
+    if prediction is None:
+        return 0.0
+    return token_f1(prediction, truth) if task == "caption" and mode == "open" else float(prediction.strip() == truth)

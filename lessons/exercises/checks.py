@@ -51,7 +51,7 @@ def gated_xattn_forward(fn):
     torch.manual_seed(0)
     layer = GatedCrossAttention(16, 2)
     with torch.no_grad():
-        layer.alpha_xattn.fill_(0.7), layer.alpha_dense.fill_(-0.4)
+        layer.alpha_xattn.fill_(0.7), layer.alpha_dense.fill_(-0.4), layer.scale.fill_(2.5)
     ids = torch.tensor(ROWS[:4])
     mask = real_mask(ids, IMG, 3, 2)
     x, media = torch.randn(4, 6, 16), torch.randn(4, 6, 16)

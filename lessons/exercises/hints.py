@@ -8,7 +8,8 @@ HINTS = {
     "gated_xattn_forward": "sees = mask.any(-1, keepdim=True). Rows that see nothing make softmax over an empty set "
                            "(NaN): attend with mask | ~sees, then multiply the result by sees. "
                            "F.scaled_dot_product_attention takes a boolean attn_mask of shape (B, 1, T, M). "
-                           "Remember both residuals and both tanh gates; the feed-forward uses relu(.)**2.",
+                           "Remember both residuals, both tanh gates and layer.scale (it multiplies both gated "
+                           "branches); the feed-forward uses relu(.)**2.",
     "resampler_attention": "lat = layer.ln_latents(latents); kv_in = torch.cat([layer.ln_media(x), lat], dim=1). "
                            "Split heads with rearrange(..., 'b s (h d) -> b h s d'), attend, merge heads, project "
                            "with layer.out, add to latents; then latents + layer.ff(layer.ln_ff(latents)).",

@@ -22,8 +22,8 @@ def gated_xattn_forward(layer, x, media, mask):
     k, v = rearrange(layer.kv(layer.ln_kv(media)), "b m (two h d) -> two b h m d", two=2, h=layer.n_heads)
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=(mask | ~sees)[:, None])
     y = layer.out(rearrange(y, "b h t d -> b t (h d)") * sees)
-    x = x + torch.tanh(layer.alpha_xattn) * y
-    return x + torch.tanh(layer.alpha_dense) * layer.ff_out(F.relu(layer.ff_in(layer.ln_ff(x))) ** 2)
+    x = x + torch.tanh(layer.alpha_xattn) * layer.scale * y
+    return x + torch.tanh(layer.alpha_dense) * layer.scale * layer.ff_out(F.relu(layer.ff_in(layer.ln_ff(x))) ** 2)
 
 
 def resampler_attention(layer, x, latents):

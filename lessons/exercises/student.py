@@ -6,7 +6,9 @@ Use torch and einops; look at the real modules in flamingo_min/ only after you h
 """
 import torch  # noqa: F401  (you will want these)
 import torch.nn.functional as F  # noqa: F401
-from einops import rearrange  # noqa: F401  (you will want it)
+from einops import rearrange  # noqa: F401
+
+from toy_data import TOKENIZER  # noqa: F401  (TOKENIZER.eoc_id and friends, for greedy_decode)
 
 
 def phi(input_ids, image_token_id):
@@ -23,8 +25,9 @@ def cross_attention_mask(input_ids, image_token_id, num_images, tokens_per_image
 def gated_xattn_forward(layer, x, media, mask):
     """GATED XATTN-DENSE with the weights of `layer` (a flamingo_min.xattn.GatedCrossAttention):
     x (B, T, D), media (B, M, D), mask (B, T, M) -> (B, T, D). Tokens whose mask row is all False get an exact zero
-    from the attention branch. Use layer.ln_q, layer.q, layer.ln_kv, layer.kv, layer.out, layer.ln_ff, layer.ff_in,
-    layer.ff_out, layer.alpha_xattn, layer.alpha_dense and layer.n_heads."""
+    from the attention branch. Both gated branches are multiplied by layer.scale (the size of the LM's residual
+    stream there). Use layer.ln_q, layer.q, layer.ln_kv, layer.kv, layer.out, layer.ln_ff, layer.ff_in, layer.ff_out,
+    layer.alpha_xattn, layer.alpha_dense, layer.scale and layer.n_heads."""
     raise NotImplementedError("exercise gated_xattn_forward: implement it in lessons/exercises/student.py")
 
 

@@ -62,7 +62,7 @@ class TrainConfig:
     lm_steps: int = knob(900, lo=1)
     lm_batch: int = knob(16, lo=1)          # packed sequences of data.text_len tokens
     lm_lr: float = knob(3e-3, lo=1e-6, hi=1)
-    vision_steps: int = knob(500, lo=1)
+    vision_steps: int = knob(800, lo=1)    # held-out shape, linear probe: 0.68-0.95 at 500 steps, 0.83-0.99 at 800
     vision_batch: int = knob(128, lo=8)     # a multiple of 4: a quarter pairs, a quarter twins, half colourless
     vision_lr: float = knob(2e-3, lo=1e-6, hi=1)
     flamingo_steps: int = knob(1200, lo=1)

@@ -195,7 +195,7 @@ def evaluate(model, data_cfg, shots=SHOTS, episodes=200, seed=0, tasks=TASKS, be
                         for name, v in baseline_scores(task, mode, ans, truth).items():
                             base_scores[mode][name][shot].append(v)
             if progress:
-                progress(f"{task} {shot}-shot: open {_mean(model_scores['open'][shot]):.2f} "
+                progress(f"{task} {shot_label(shot)}: open {_mean(model_scores['open'][shot]):.2f} "
                          f"closed {_mean(model_scores['closed'][shot]):.2f}")
         chance = _mean([ep.chance for ep in eps])
         for mode in MODES:
@@ -204,6 +204,10 @@ def evaluate(model, data_cfg, shots=SHOTS, episodes=200, seed=0, tasks=TASKS, be
                 "baselines": {n: {s: _mean(v) for s, v in per.items()} for n, per in base_scores[mode].items()},
                 "shots": {s: _mean(v) for s, v in model_scores[mode].items()}}
     return {"tasks": results, "episodes": episodes, "seed": seed}
+
+
+def shot_label(shot):
+    return shot if shot == NO_CONTEXT else f"{shot}-shot"
 
 
 def _mean(xs):
@@ -263,7 +267,7 @@ def table(results):
     many = len(results) > 1
     shots = list(next(iter(s["tasks"].values()))["shots"])
     w = 12 if many else 8
-    head = f"{'task/mode':<16}{'chance':>7}" + "".join(f"{(k if k == NO_CONTEXT else k + '-shot'):>{w}}" for k in shots)
+    head = f"{'task/mode':<16}{'chance':>7}" + "".join(f"{shot_label(k):>{w}}" for k in shots)
     lines = [head, "-" * len(head)]
     cell = (lambda c: f"{c['mean']:.2f} ({c['spread']:.2f})") if many else (lambda c: f"{c['mean']:.2f}")
     for name, r in s["tasks"].items():

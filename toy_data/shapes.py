@@ -94,17 +94,37 @@ def render(scenes, size=32, generator=None, jitter=0.06, colour_jitter=0.04, noi
     jitter: position jitter in [-1, 1] units; colour_jitter: per-object RGB offset; noise: per-pixel Gaussian std.
     grey: draw every object in one neutral grey, so the image shows shapes and no colour at all.
     """
+    return render_groups([(scenes, generator, grey)], size, jitter, colour_jitter, noise)[0]
+
+
+def render_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02):
+    """Render several groups of scenes in one batched call: groups is a list of (scenes, generator, grey).
+
+    Each group draws its randomness from its own generator, in the order `render` would, so a group's pixels are the
+    same whether it is rendered alone or with others (a training sample stays a pure function of its seed). Returns
+    one (B_g, 3, size, size) tensor per group.
+    """
     if size < 16:
         raise ValueError(f"image size {size} is too small to tell shapes apart; use 16 or more")
-    # One row per object (M in all) and the scene it belongs to: no padding, no wasted SDF evaluations.
-    objs = [(b, o.shape, o.colour, o.size, o.cell) for b, scene in enumerate(scenes) for o in scene.objects]
-    owner, shape, colour, sz, cell = torch.tensor(objs).unbind(-1)              # each (M,)
-    M = len(objs)
+    # One row per object (M in all) and the image it belongs to: no padding, no wasted SDF evaluations.
+    objs, draws, owner_base = [], [], 0
+    for scenes, generator, grey in groups:
+        rows = [(owner_base + b, o.shape, o.colour, o.size, o.cell, grey) for b, sc in enumerate(scenes)
+                for o in sc.objects]
+        m = len(rows)
+        draws.append((torch.rand(m, generator=generator), torch.rand(m, generator=generator),
+                      torch.rand(m, 3, generator=generator),
+                      torch.randn(len(scenes), 3, size, size, generator=generator) if noise > 0 else None))
+        objs += rows
+        owner_base += len(scenes)
+    owner, shape, colour, sz, cell, colourless = torch.tensor(objs).unbind(-1)  # each (M,)
+    M, B = len(objs), owner_base
+    jx, jy, jc = (torch.cat([d[k] for d in draws]) for k in range(3))           # (M,), (M,), (M, 3)
     r = torch.tensor(RADII)[sz]                                                  # (M,)
-    cx = ((cell % 3).float() - 1) * CELL + jitter * (2 * torch.rand(M, generator=generator) - 1)
-    cy = ((cell // 3).float() - 1) * CELL + jitter * (2 * torch.rand(M, generator=generator) - 1)
-    rgb = torch.full((M, 3), GREY) if grey else RGB[colour]                     # (M, 3)
-    rgb = rgb + colour_jitter * (2 * torch.rand(M, 3, generator=generator) - 1)
+    cx = ((cell % 3).float() - 1) * CELL + jitter * (2 * jx - 1)
+    cy = ((cell // 3).float() - 1) * CELL + jitter * (2 * jy - 1)
+    rgb = torch.where(colourless.bool()[:, None], torch.full((M, 3), GREY), RGB[colour])   # (M, 3)
+    rgb = rgb + colour_jitter * (2 * jc - 1)
 
     axis = (torch.arange(size) + 0.5) / size * 2 - 1                             # pixel centres in [-1, 1]
     x = ((axis.view(1, 1, size) - cx.view(M, 1, 1)) / r.view(M, 1, 1)).expand(M, size, size)  # (M, H, W), unit frame
@@ -117,14 +137,13 @@ def render(scenes, size=32, generator=None, jitter=0.06, colour_jitter=0.04, noi
     pixel = 2.0 / size
     alpha = (0.5 - d * r.view(M, 1, 1) / pixel).clamp(0, 1)                      # (M, H, W) coverage
 
-    # Objects sit in distinct cells and do not overlap, so coverage and paint simply add up per scene.
-    B = len(scenes)
+    # Objects sit in distinct cells and do not overlap, so coverage and paint simply add up per image.
     cover = torch.zeros(B, size, size).index_add_(0, owner, alpha)              # (B, H, W)
     paint = torch.zeros(B, 3, size, size).index_add_(0, owner, alpha[:, None] * rgb[:, :, None, None])
     img = BACKGROUND * (1 - cover.clamp(max=1))[:, None] + paint                # (B, 3, H, W)
     if noise > 0:
-        img = img + noise * torch.randn(img.shape, generator=generator)
-    return img.clamp(0, 1)
+        img = img + noise * torch.cat([d[3] for d in draws])
+    return list(img.clamp(0, 1).split([len(g[0]) for g in groups]))
 
 
 def describe(scene):

@@ -70,8 +70,6 @@ class TrainConfig:
     pair_batch: int = knob(32, lo=1)        # image-caption pairs per update
     doc_weight: float = knob(1.0, lo=0)     # the paper's lambda_m: M3W 1.0, pairs 0.2
     pair_weight: float = knob(0.2, lo=0)
-    bind_batch: int = knob(0, lo=0)         # binding documents as a dataset of their own (0: inside doc_batch)
-    bind_weight: float = knob(1.0, lo=0)    # its lambda
     flamingo_lr: float = knob(2e-3, lo=1e-6, hi=1)
     gate_lr_mult: float = knob(10.0, lo=1e-3)  # the tanh gates' learning rate over flamingo_lr (train.py)
     warmup: int = knob(50, lo=0)
@@ -87,9 +85,8 @@ class TrainConfig:
         if self.vision_batch % 4:
             raise ValueError(f"train.vision_batch={self.vision_batch}: give a multiple of 4 (a quarter pairs, a "
                              "quarter their twins, half colourless pairs)")
-        if self.doc_weight == self.pair_weight == (self.bind_weight if self.bind_batch else 0) == 0:
-            raise ValueError("train.doc_weight, train.pair_weight and train.bind_weight are all 0: nothing would "
-                             "train the bridge")
+        if self.doc_weight == self.pair_weight == 0:
+            raise ValueError("train.doc_weight and train.pair_weight are both 0: nothing would train the bridge")
         try:
             check_shots(self.eval_shots)
         except ValueError as e:
@@ -108,10 +105,6 @@ class Config:
             if getattr(d, name) > m.context:
                 raise ValueError(f"data.{name}={getattr(d, name)} exceeds model.context={m.context}: raise "
                                  f"model.context or lower data.{name}")
-        if self.train.bind_batch and all(getattr(d, "w_" + t) == 0 for t in ("caption", "question", "count",
-                                                                                "infer")):
-            raise ValueError("train.bind_batch > 0 moves binding out of the document mixture, which then has no "
-                             "task left: give a data.w_* other than w_bind a weight, or set train.bind_batch=0")
         most = max(shot_count(s) for s in check_shots(self.train.eval_shots))
         need = 1 + (most + 1) * LONGEST_CHUNK
         if need > m.context:

@@ -15,7 +15,6 @@ below, never *into* its weights, which are out of the optimiser.
 Every stage is one flat loop (`run_stage`): batch, loss, backward, clip, step, log, checkpoint. Sample i of every stream
 is a pure function of (seed, i) and step s reads samples [s*B, (s+1)*B), so a resumed run replays exactly.
 """
-import dataclasses
 import json
 import math
 import os
@@ -59,8 +58,9 @@ def _comparable(cfg_dict):
 def check_config(saved, cfg, path):
     """A CheckpointError if a checkpoint was made with a different configuration."""
     a, b = _comparable(saved), _comparable(to_dict(cfg))
-    diffs = [f"{part}.{k}: {a.get(part, {}).get(k)!r} in the checkpoint, {b[part].get(k)!r} now"
-             for part in b for k in b[part] if a.get(part, {}).get(k) != b[part].get(k)]
+    keys = {(part, k) for d in (a, b) for part in d for k in d[part]}  # a setting this code no longer has counts too
+    diffs = [f"{part}.{k}: {a.get(part, {}).get(k)!r} in the checkpoint, {b.get(part, {}).get(k)!r} now"
+             for part, k in sorted(keys) if a.get(part, {}).get(k) != b.get(part, {}).get(k)]
     if diffs:
         raise CheckpointError(f"{path} was made with a different configuration ({'; '.join(diffs)}). Use a new "
                               "--out folder, or the same --preset and --set values that made this run (see "
@@ -207,17 +207,10 @@ def build_flamingo(run, cfg, device):
 
 
 def datasets(cfg, seed):
-    """The bridge's datasets: name -> (stream, batch size, lambda). Interleaved documents and image-caption pairs, as
-    in the paper; with train.bind_batch > 0, binding documents leave the document mixture and become a third dataset,
-    so that their few scored labels get a weight of their own instead of a share of the documents' mean loss."""
+    """The bridge's datasets, name -> (stream, batch size, lambda): interleaved documents and image-caption pairs."""
     t, d = cfg.train, cfg.data
-    if not t.bind_batch:
-        return {"doc": (DocumentStream(d, seed), t.doc_batch, t.doc_weight),
-                "pair": (PairStream(d, seed + 1, d.pair_grey), t.pair_batch, t.pair_weight)}
-    only_bind = dict(w_caption=0, w_question=0, w_count=0, w_infer=0, w_bind=1)
-    return {"doc": (DocumentStream(dataclasses.replace(d, w_bind=0), seed), t.doc_batch, t.doc_weight),
-            "pair": (PairStream(d, seed + 1, d.pair_grey), t.pair_batch, t.pair_weight),
-            "bind": (DocumentStream(dataclasses.replace(d, **only_bind), seed + 2), t.bind_batch, t.bind_weight)}
+    return {"doc": (DocumentStream(d, seed), t.doc_batch, t.doc_weight),
+            "pair": (PairStream(d, seed + 1), t.pair_batch, t.pair_weight)}
 
 
 def setup_flamingo(run, cfg, device, seed):

@@ -106,6 +106,14 @@ def test_clear_failures_leave_the_last_checkpoint_intact(tiny_run, tmp_path, mon
     assert not [f for f in os.listdir(fresh) if f.endswith(".tmp")]
 
 
+def test_a_checkpoint_with_a_setting_this_code_lacks_is_a_different_configuration():
+    saved = train.to_dict(CFG)
+    saved["data"]["retired_knob"] = 0.5        # written by an older version of the code
+    with pytest.raises(CheckpointError, match=r"data.retired_knob: 0.5 in the checkpoint, None now"):
+        train.check_config(saved, CFG, "lm.pt")
+    train.check_config(train.to_dict(CFG), CFG, "lm.pt")   # and the same configuration passes
+
+
 def test_eval_writes_the_schema(tiny_run):
     model, cfg = train.load_run(tiny_run)
     result = evaluate(model, cfg.data, shots=("none", "0", "1", "2"), episodes=3, seed=1, beams=2)

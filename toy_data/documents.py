@@ -55,7 +55,6 @@ class DataConfig:
     bind_redraw: float = knob(0.75, 0, 1)  # chance that a binding image redraws all but its bound attribute
     noise: float = knob(0.02, 0, 1)        # pixel noise std
     colour_jitter: float = knob(0.04, 0, 1)
-    pair_grey: float = knob(0.0, 0, 1)     # share of the bridge's image-caption pairs drawn colourless (PairStream)
     text_bind_max_pairs: int = knob(24, lo=6)
     text_mix: tuple = ("caption", "qa", "bind", "bind", "concept", "concept", "infer")  # each text document's kind
     w_caption: float = knob(1.0, lo=0)     # mixture weights of the interleaved-document tasks
@@ -229,15 +228,8 @@ class TextCorpus(_Stream):
 
 
 class PairStream(_Stream):
-    """Image-caption pairs `<bos> <image> caption <EOC>`: contrastive pretraining and Flamingo's pair stream.
-
-    grey_share: the share of samples drawn colourless (see `grey`): the bridge's pair dataset uses data.pair_grey;
-    the vision stage mixes its own shares explicitly."""
+    """Image-caption pairs `<bos> <image> caption <EOC>`: contrastive pretraining and Flamingo's pair stream."""
     code = 2
-
-    def __init__(self, cfg, seed=0, grey_share=0.0):
-        super().__init__(cfg, seed)
-        self.grey_share = grey_share
 
     def scene(self, i):
         """Sample i's scene alone, without rendering it."""
@@ -246,9 +238,6 @@ class PairStream(_Stream):
 
     def draft(self, i, kind="pair"):
         """Sample i as a plain pair, as its `twin` or as its `grey` variant, before its picture is drawn."""
-        if kind == "pair" and self.grey_share and random.Random(_rng(self.seed, self.code + 400, i)).random() < \
-                self.grey_share:
-            kind = "grey"
         scene = self.scene(i)
         if kind == "twin":
             scene = twin_scene(random.Random(_rng(self.seed, self.code + 200, i)), scene)

@@ -23,6 +23,11 @@ def whole(lo):
     return parse
 
 
+def shown(value):
+    """A setting as --set takes it: lists comma-separated."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 def pick_device(name):
     import torch
     from flamingo_min.errors import FlamingoError
@@ -175,8 +180,9 @@ def cmd_bench(a):
 
 # --- the parser ------------------------------------------------------------------------------------------------------
 def parser():
-    from flamingo_min.config import PRESETS
+    from flamingo_min.config import PRESETS, settable
     from flamingo_min.evaluate import SELECTIONS
+    from toy_data.settings import describe
     from flamingo_min.train import STAGES
     from lessons.exercises import EXERCISES
     from toy_data.tasks import SHOTS, TASKS
@@ -198,7 +204,9 @@ def parser():
                        description="Runs every stage with no finished checkpoint in the run folder (lm: text-only "
                        "LM pretraining; vision: contrastive encoder pretraining; flamingo: freeze both and train the "
                        "resampler and gated cross-attention), then the few-shot evaluation. A killed run resumes from "
-                       "its last checkpoint when you rerun the same command.")
+                       "its last checkpoint when you rerun the same command.",
+                       epilog="--set keys (default preset's value; what it accepts): " + "; ".join(
+                           f"{part}.{f.name} ({shown(f.default)}; {describe(f)})" for part, f in settable()) + ".")
     t.add_argument("--preset", default="default", choices=list(PRESETS),
                    help="quick: ~2 min on 2 CPU cores; default: ~10 min, the reference run; large: one GPU")
     t.add_argument("--out", help="run folder (default runs/PRESET)")

@@ -73,6 +73,10 @@ class TrainConfig:
     flamingo_lr: float = knob(2e-3, lo=1e-6, hi=1)
     gate_lr_mult: float = knob(10.0, lo=1e-3)  # the tanh gates' learning rate over flamingo_lr (train.py)
     warmup: int = knob(50, lo=0)
+    # The paper keeps the bridge's learning rate constant after warm-up, over runs far longer than ours. Ending our
+    # 1200 steps on the pretraining stages' short cosine cool-down steadies the bridge across seeds (README: what it
+    # took); false gives the paper's schedule.
+    flamingo_cool_down: bool = knob(True)
     weight_decay: float = knob(0.0, lo=0)   # the paper uses 0 for the resampler; we use 0 for every stage
     clip: float = knob(1.0, lo=1e-6)
     ckpt_every: int = knob(100, lo=1)

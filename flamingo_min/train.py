@@ -5,7 +5,8 @@
 2. `vision`: pretrain the vision encoder contrastively against a small text encoder on image-caption pairs.
 3. `flamingo`: freeze both; train the resampler, the gated layers and the `<EOC>` embedding. Each update sums every
    stream's weighted loss (M3W-like documents x 1.0, pairs x 0.2: gradient accumulation across datasets, which the paper
-   found clearly better than round-robin). AdamW, linear warm-up then constant LR, global-norm clipping at 1.
+   found clearly better than round-robin). AdamW, linear warm-up then constant LR (ours cools down over the last fifth:
+   `train.flamingo_cool_down`), global-norm clipping at 1.
 
 Which tokens are scored is decided by the streams (toy_data/documents.py): never `<image>`, padding, or text before a
 document's first image. The frozen encoder runs without autograd, once per image per step (its features are the cache
@@ -243,7 +244,7 @@ def setup_flamingo(run, cfg, device, seed):
     gates = [p for n, p in named if n.endswith(("alpha_xattn", "alpha_dense"))]
     rest = [p for n, p in named if not n.endswith(("alpha_xattn", "alpha_dense"))]
     groups = [{"params": rest}, {"params": gates, "lr_mult": t.gate_lr_mult, "weight_decay": 0.0}]
-    return model, groups, load, step_loss, t.flamingo_steps, t.flamingo_lr, False
+    return model, groups, load, step_loss, t.flamingo_steps, t.flamingo_lr, t.flamingo_cool_down
 
 
 SETUP = {"lm": setup_lm, "vision": setup_vision, "flamingo": setup_flamingo}
@@ -251,8 +252,8 @@ SETUP = {"lm": setup_lm, "vision": setup_vision, "flamingo": setup_flamingo}
 
 # --- the loop ------------------------------------------------------------------------------------------------------
 def learning_rate_fraction(step, steps, warmup, cool_down):
-    """Linear warm-up, then constant: the bridge's schedule in the paper. The pretraining stages (our choice) also
-    cool down over their last fifth, cosine to 10%. A long constant phase matters for the LM: its induction heads
+    """Linear warm-up, then constant (the paper's bridge schedule); with cool_down (our choice, every stage by
+    default) the last fifth decays, cosine to 10%. A long constant phase matters for the LM: its induction heads
     (in-context copying) appear suddenly after ~600 steps, and an early decay can stall them."""
     frac = min(1.0, (step + 1) / warmup) if warmup else 1.0
     cool = int(0.8 * steps)

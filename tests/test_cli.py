@@ -218,7 +218,9 @@ def test_the_real_program_answers_in_one_line(run_copy, tmp_path):
     top = program("--help")
     assert top.returncode == 0 and all(c in top.stdout for c in ("train", "eval", "report", "sample", "data", "check",
                                                                    "bench"))
-    assert "--preset" in program("train", "--help").stdout
+    train_help = " ".join(program("train", "--help").stdout.split())   # undo argparse's line wrapping
+    assert "--preset" in train_help
+    assert all(f"{part}.{f.name} (" in train_help for part, f in settable()), "train --help lists every --set key"
 
 
 def test_report_summarises_seeds(tiny_run, tmp_path):

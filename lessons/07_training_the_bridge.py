@@ -4,7 +4,7 @@
 # The paper's recipe in three stages (section 2.4): pretrain an LM on text; pretrain a vision encoder contrastively;
 # freeze both and train only the resampler, the gated layers and the new token embeddings. This lesson runs all three
 # at miniature size (well under a minute) with the same code as `python main.py train`, then plots the loss curves and
-# the gates' |tanh(alpha)| (the paper's Fig. 6). The real run (`python main.py train`, ~10 min) is where the few-shot
+# the gates' |tanh(alpha)| (the paper's Fig. 6). The real run (`python main.py train`, ~8 min) is where the few-shot
 # curves of lesson 8 come from.
 
 # %%

@@ -86,12 +86,15 @@ def log_metrics(run, record):
 def read_metrics(run):
     """Every logged record; a last line cut short by a kill is left out."""
     path = os.path.join(run, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
     records = []
-    for line in open(path) if os.path.exists(path) else ():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
     return records
 
 

@@ -8,6 +8,7 @@ check the same of the real program. Bad `--set` values are generated from each f
 import contextlib
 import io
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def snapshot(folder):
-    return {os.path.relpath(os.path.join(d, f), folder): open(os.path.join(d, f), "rb").read()
+    return {os.path.relpath(os.path.join(d, f), folder): pathlib.Path(d, f).read_bytes()
             for d, _, files in os.walk(folder) for f in files}
 
 
@@ -140,7 +141,7 @@ def _foreign(kind):
 def test_a_damaged_checkpoint_is_named_with_the_fix(run_copy, data, stage, command):
     assume(command == "train" or stage == "flamingo")    # eval and sample read flamingo.pt alone
     path = ckpt_path(run_copy, stage)
-    real = open(path, "rb").read()
+    real = pathlib.Path(path).read_bytes()
     damaged = data.draw(corrupt_bytes(real))
     try:
         with open(path, "wb") as f:

@@ -2,6 +2,7 @@
 schema, baselines and the summary over seeds. (The command line's errors: test_cli.py.)"""
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -98,11 +99,11 @@ def test_clear_failures_leave_the_last_checkpoint_intact(tiny_run, tmp_path, mon
     fresh = str(tmp_path / "nan")
     os.makedirs(fresh)
     train.run_stage(fresh, "lm", CFG, progress=False, stop_after=4)
-    before = open(train.ckpt_path(fresh, "lm"), "rb").read()
+    before = pathlib.Path(train.ckpt_path(fresh, "lm")).read_bytes()
     monkeypatch.setattr(train, "next_token_loss", lambda *a: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(TrainingError, match="loss became nan at step 4.*is intact"):
         train.run_stage(fresh, "lm", CFG, progress=False)
-    assert open(train.ckpt_path(fresh, "lm"), "rb").read() == before
+    assert pathlib.Path(train.ckpt_path(fresh, "lm")).read_bytes() == before
     assert not [f for f in os.listdir(fresh) if f.endswith(".tmp")]
 
 

@@ -180,11 +180,11 @@ def cmd_bench(a):
 
 # --- the parser ------------------------------------------------------------------------------------------------------
 def parser():
-    from flamingo_min.config import PRESETS, settable
+    from flamingo_min.config import PRESETS, TrainConfig, settable
     from flamingo_min.evaluate import SELECTIONS
-    from toy_data.settings import describe
     from flamingo_min.train import STAGES
     from lessons.exercises import EXERCISES
+    from toy_data.settings import describe
     from toy_data.tasks import SHOTS, TASKS
 
     device = argparse.ArgumentParser(add_help=False)
@@ -220,7 +220,9 @@ def parser():
                        description="Scores against shots on held-out episodes; writes eval.json and fewshot.png.")
     e.add_argument("--shots", default=",".join(SHOTS),
                    help=f"comma-separated shot counts; 'none' is the query alone (default {','.join(SHOTS)})")
-    e.add_argument("--episodes", type=whole(1), default=200, help="episodes per task and shot count (default 200)")
+    episodes = TrainConfig().eval_episodes
+    e.add_argument("--episodes", type=whole(1), default=episodes,
+                   help=f"episodes per task and shot count (default {episodes}, as `train` evaluates)")
     e.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)}")
     e.add_argument("--beams", type=whole(1), default=3, help="beam width for open-ended answers (1 = greedy; paper: 3)")
     e.add_argument("--selection", default="random", choices=SELECTIONS, help="support selection")

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from toy_data import EVAL_NONCE, TOKENIZER, render
-from toy_data.documents import ATTRIBUTES, VALUES
-from toy_data.shapes import COLOURS, SHAPES, TRAIN_COMBOS
+from toy_data.documents import ATTRIBUTES, VALUES, concept_words
+from toy_data.shapes import COLOURS, SHAPES
 from toy_data.tasks import (NO_CONTEXT, SHOTS, TASKS, baseline_answers, build_prompt, check_shots, make_episode,
                             score, shot_count)
 
@@ -335,14 +335,11 @@ def lm_concept_accuracy(lm, shots=4, ways=3, episodes=200, seed=0, labels=EVAL_N
     rows, truths = [], []
     for _ in range(episodes):
         bound = rng.randrange(2)
-        values, names = rng.sample(range(len(COLOURS)), ways), rng.sample(labels, ways)
+        values, names = rng.sample(range(len((COLOURS, SHAPES)[bound])), ways), rng.sample(labels, ways)
         picks = [rng.randrange(ways) for _ in range(shots)]
         query = rng.choice(picks)
-        def key(p):  # the value bound to label p, and a random other attribute
-            c, s = rng.choice([cs for cs in TRAIN_COMBOS if cs[bound] == values[p]])
-            return f"{COLOURS[c]} {SHAPES[s]}"
-        support = " ".join(f"{key(p)} {names[p]} ." for p in picks)
-        rows.append(TOKENIZER.encode(f"<bos> {support} {key(query)}"))
+        support = " ".join(f"{concept_words(rng, bound, values[p])} {names[p]} ." for p in picks)
+        rows.append(TOKENIZER.encode(f"<bos> {support} {concept_words(rng, bound, values[query])}"))
         truths.append(TOKENIZER.ids[names[query]])
     return _lm_accuracy(lm, rows, truths)
 

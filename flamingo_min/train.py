@@ -28,9 +28,9 @@ from tqdm import tqdm
 from toy_data import TOKENIZER, DocumentStream, PairStream, TextCorpus
 from toy_data.documents import collate
 
-from .config import ConfigError, from_dict, to_dict
+from .config import from_dict, to_dict
 from .encoder import ContrastiveModel
-from .errors import CheckpointError, TrainingError
+from .errors import CheckpointError, ConfigError, TrainingError
 from .files import check_writable, load_checkpoint, save_checkpoint, write_text
 from .flamingo import Flamingo
 from .lm import LM
@@ -184,10 +184,10 @@ def finished(run, stage, cfg):
     """The checkpoint of a finished stage of `run`, checked against cfg; a CheckpointError that says what to run
     otherwise."""
     path = ckpt_path(run, stage)
-    if not os.path.exists(path) or not load_checkpoint(path)["done"]:
+    saved = load_checkpoint(path) if os.path.exists(path) else None
+    if saved is None or not saved["done"]:
         raise CheckpointError(f"{run} has no finished {stage!r} stage ({path}): run `python main.py train --out "
                               f"{run}` (every stage), or `--stage {stage}` first")
-    saved = load_checkpoint(path)
     check_config(saved["config"], cfg, path)
     return saved
 
@@ -330,10 +330,10 @@ def load_run(run, device=torch.device("cpu")):
     if not os.path.isdir(run):
         raise CheckpointError(f"no run folder {run!r}: train one with `python main.py train --out {run}`")
     path = ckpt_path(run, "flamingo")
-    if not os.path.exists(path) or not load_checkpoint(path)["done"]:
+    saved = load_checkpoint(path) if os.path.exists(path) else None
+    if saved is None or not saved["done"]:
         raise CheckpointError(f"{run} has no finished flamingo checkpoint ({path}): finish it with "
                               f"`python main.py train --out {run}`")
-    saved = load_checkpoint(path)
     try:
         cfg = from_dict(saved["config"])
     except ConfigError as e:

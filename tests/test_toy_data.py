@@ -1,5 +1,7 @@
 """The toy world (issue 2): determinism, document structure, held-out splits, pixels that mean what they say."""
 
+import random
+
 import pytest
 import torch
 from hypothesis import given
@@ -7,7 +9,7 @@ from hypothesis import strategies as st
 
 from toy_data import (EVAL_NONCE, HELD_OUT, TOKENIZER, TRAIN_NONCE, DataConfig, DocumentStream, PairStream,
                       TextCorpus, Tokenizer, build_prompt, make_episode, render)
-from toy_data.documents import BIND_PREFIX, VALUES
+from toy_data.documents import BIND_PREFIX, VALUES, concept_words
 from toy_data.shapes import BACKGROUND, COLOURS, RGB, SHAPES, Obj, Scene, describe
 from toy_data.tasks import TASKS, baseline_answers, token_f1
 
@@ -209,6 +211,13 @@ def test_concept_binding_shares_exactly_the_bound_attribute(seed, attributes):
         d = describe(e.scene)
         looks.setdefault(e.answer, set()).add((d["colour"], d["shape"], d["size"], d["position"]))
     assert all(len(v) == 1 for v in looks.values())                        # match: the very same object each time
+
+
+@given(st.integers(0, 10_000), st.integers(0, 1), st.integers(0, 5))
+def test_concept_words_keep_the_bound_value_on_training_combinations(seed, bound, value):
+    colour, shape = concept_words(random.Random(seed), bound, value).split()
+    combo = (COLOURS.index(colour), SHAPES.index(shape))
+    assert combo[bound] == value and combo not in HELD_OUT
 
 
 def test_baselines_on_a_constructed_episode():

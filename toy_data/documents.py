@@ -182,6 +182,13 @@ def _assemble(chunks, scored):
     return torch.tensor(ids), torch.tensor(mask)
 
 
+def concept_words(rng, bound, value):
+    """`colour shape` of a training combination whose bound attribute (0 colour, 1 shape) has `value`; the other
+    attribute is drawn at random: the words of one concept-binding key."""
+    c, s = rng.choice([cs for cs in TRAIN_COMBOS if cs[bound] == value])
+    return f"{COLOURS[c]} {SHAPES[s]}"
+
+
 class TextCorpus(_Stream):
     """Packed text-only sequences of exactly cfg.text_len tokens, for pretraining the LM (no <image>, no <EOC>)."""
     code = 1
@@ -201,12 +208,11 @@ class TextCorpus(_Stream):
         if kind == "concept":  # concept binding: `red circle dax . red square dax . blue circle wug . red ring`
             a = rng.randrange(2)                                       # the bound attribute: 0 colour, 1 shape
             ways = rng.randint(2, 4)
-            values, labels = rng.sample(range(len(SHAPES)), ways), rng.sample(NONCE, ways)
+            values, labels = rng.sample(range(len((COLOURS, SHAPES)[a])), ways), rng.sample(NONCE, ways)
             pairs = rng.randint(ways, self.cfg.text_bind_max_pairs)
             out = []
             for p in (rng.randrange(ways) for _ in range(pairs)):
-                c, s = rng.choice([cs for cs in TRAIN_COMBOS if cs[a] == values[p]])
-                out.append(f"{COLOURS[c]} {SHAPES[s]} {labels[p]} .")
+                out.append(f"{concept_words(rng, a, values[p])} {labels[p]} .")
             return " ".join(out)
         # Binding with attribute words where images will later stand: `red dax . blue wug . red dax .`
         values = VALUES[rng.choice(ATTRIBUTES)]

@@ -6,16 +6,16 @@ with images uses. So a right answer must come from composing what was learnt, or
 
 Tasks, with the chunk each support example contributes (the query chunk stops where the answer would start):
     infer     <image> red <EOC>                 the supports alone say which attribute is wanted
-    bind      <image> tiv <EOC>                 concept binding (Frozen's "fast binding"): N new labels, each bound to
+    bind      <image> : tiv <EOC>               concept binding (Frozen's "fast binding"): N new labels, each bound to
                                                 one value of one attribute; everything else is redrawn for every image
-    match     <image> tiv <EOC>                 the easy case: each label always shows the very same object
+    match     <image> : tiv <EOC>               the easy case: each label always shows the very same object
     question  <image> what colour ? red <EOC>
     caption   <image> a big red circle at top-left <EOC>
     count     <image> how many ? three <EOC>
 
 Shot counts (`SHOTS`, the keys of eval.json): "none" is the query alone, no example at all; "0" is the paper's
 zero-shot, two text-only examples of the task (no image) before the query; "k" is k image-text examples. Shots up to
-16 exceed the 5 images of any training document; that is deliberate (paper section 2.3).
+16 exceed the images of any training document (5; binding documents 10); that is deliberate (paper section 2.3).
 """
 import random
 from collections import Counter

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: train quick seeds test lessons bench clean
+.PHONY: train quick seeds ablate test lessons bench clean
 
 # The pinned requirements, then this project itself in editable mode (no dependencies of its own to fetch), so that
 # lessons and scripts import flamingo_min, toy_data and lessons from anywhere.
@@ -23,6 +23,9 @@ quick: $(VENV)/.installed      ## everything at toy speed (~1 min)
 seeds: $(VENV)/.installed      ## the reference run for seeds 0, 1 and 2, then their means and spreads (~25 min)
 	for s in 0 1 2; do $(PY) main.py train --seed $$s --out runs/seed$$s || exit 1; done
 	$(PY) main.py report runs/seed0 runs/seed1 runs/seed2 --out runs
+
+ablate: $(VENV)/.installed     ## the paper's Table 3 at toy scale: 16 variants x 2 seeds (~50 min on 2 cores)
+	$(PY) main.py ablate
 
 test: $(VENV)/.installed       ## the whole test suite, as CI runs it
 	$(PY) -m pytest -q

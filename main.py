@@ -49,20 +49,24 @@ def cmd_train(a):
     from flamingo_min import evaluate, plots
     from flamingo_min.config import make_config
     from flamingo_min.files import atomic_write
-    from flamingo_min.train import STAGES, load_lm, load_run, read_metrics, run_stage, start_run
+    from flamingo_min.errors import ConfigError
+    from flamingo_min.train import load_lm, load_run, read_metrics, run_stage, stages, start_run
     cfg = make_config(a.preset, a.set)
+    if a.stage and a.stage not in stages(cfg):
+        raise ConfigError(f"--stage {a.stage}: this configuration has no {a.stage} stage (train.lm_mode="
+                          f"{cfg.train.lm_mode}, train.vision_mode={cfg.train.vision_mode})")
     out = a.out or os.path.join("runs", a.preset)
     device = pick_device(a.device)
     start_run(out, cfg)
     print(f"run folder {out}: preset {a.preset}, seed {a.seed}, device {device}", file=sys.stderr)
     times, losses = {}, {}
-    for stage in [a.stage] if a.stage else STAGES:
+    for stage in [a.stage] if a.stage else stages(cfg):
         times[stage] = run_stage(out, stage, cfg, a.seed, device)["elapsed"]
         last = [m for m in read_metrics(out) if m["stage"] == stage]
         losses[stage] = last[-1]["loss"] if last else float("nan")
     metrics = read_metrics(out)
     atomic_write(os.path.join(out, "losses.png"), plots.losses(metrics))
-    if any(m["stage"] == "flamingo" for m in metrics):
+    if any(m["stage"] == "flamingo" and "xattn0" in m for m in metrics):  # gated layers only
         atomic_write(os.path.join(out, "gates.png"), plots.gates(metrics))
     print("\nsummary")
     for stage in times:
@@ -143,6 +147,13 @@ def cmd_data(a):
     print(f"an interleaved document (task {doc.task}):\n  {TOKENIZER.decode(doc.tokens)}\n  ids {doc.tokens.tolist()}")
     print(f"scored targets: {' '.join(w for w, m in zip(words, doc.loss_mask.tolist()) if m)}")
     print(f"written {a.out}")
+
+
+def cmd_ablate(a):
+    from flamingo_min import ablate
+    rows, text = ablate.run(a.out, a.preset, a.set, listed(a.only), a.seeds, pick_device(a.device),
+                            say=lambda s: print(f"  {s}", file=sys.stderr))
+    print(text + f"\nwritten {a.out}/ablations.json, ablations.md and ablations.png")
 
 
 def cmd_check(a):
@@ -243,6 +254,24 @@ def parser():
     s.add_argument("--n", type=whole(1), default=4, help="how many episodes (default 4)")
     s.add_argument("--out", help="PNG path (default RUN/samples_TASK.png)")
     s.set_defaults(fn=cmd_sample)
+
+    from flamingo_min.ablate import PRESETS as ABLATE, VARIANTS
+    ab = sub.add_parser("ablate", parents=[device], help="the paper's Table 3: one bridge per design choice removed",
+                        description="Pretrains the LM and the vision encoder once (OUT/pretrained), then trains the "
+                        "flamingo stage once per variant and seed on those frozen parts (OUT/VARIANT/seedS, each a run "
+                        "folder that eval and sample accept), evaluates every bridge on the same held-out episodes at "
+                        "4, 8 and 16 shots, and writes ablations.json, "
+                        "ablations.md and ablations.png. A killed ablate resumes where it stopped when rerun; "
+                        "--only reruns or adds a subset, and the table shows every variant the folder holds.",
+                        epilog="variants: " + "; ".join(f"{v.name}: {v.what}" for v in VARIANTS) + ".")
+    ab.add_argument("--preset", default="default", choices=list(ABLATE), help="; ".join(
+        f"{k}: the {p} preset with {', '.join(b)}, {n} seed{'s' if n > 1 else ''}" for k, (p, b, n) in ABLATE.items()))
+    ab.add_argument("--only", default="", help="comma-separated variant names (default: all)")
+    ab.add_argument("--seeds", type=whole(1), help="bridge seeds per variant, 0..N-1 (default: the preset's)")
+    ab.add_argument("--out", default="runs/ablate", help="output folder (default runs/ablate)")
+    ab.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting of every variant, as in train (repeatable)")
+    ab.set_defaults(fn=cmd_ablate)
 
     d = sub.add_parser("data", parents=[seeded], help="a picture of the toy world and one interleaved document")
     d.add_argument("--out", default="runs/world.png", help="PNG path (default runs/world.png)")

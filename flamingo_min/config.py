@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 
 from toy_data import TOKENIZER, DataConfig
 from toy_data.documents import LONGEST_CHUNK
-from toy_data.settings import check, describe, knob
+from toy_data.settings import check, choice, describe, knob
 from toy_data.tasks import SHOTS, check_shots, shot_count
 
 from .errors import ConfigError
+
+
+BRIDGE = "flamingo"  # the stage that alone reads a setting marked stage=BRIDGE
 
 
 def _fixed(value):
@@ -29,12 +32,21 @@ class ModelConfig:
     context: int = knob(256, lo=16)         # longest prompt, in tokens (a 16-shot caption prompt is ~140)
     vision_width: int = knob(64, lo=16)     # Dv
     embed_dim: int = knob(64, lo=1)         # contrastive space (stage `vision` only)
-    latents: int = knob(8, lo=1)            # R visual tokens per image (64 in the paper)
-    resampler_layers: int = knob(2, lo=1)   # (6 in the paper)
-    max_frames: int = knob(1, lo=1)         # temporal embeddings; our world has still images only
-    xattn_every: int = knob(1, lo=1)        # a gated layer before every LM block, as Flamingo-3B
-    xattn_ff_mult: int = knob(2, lo=1)
-    only_immediate: bool = True             # text attends to the immediately preceding image only (paper)
+    # The bridge: read by the flamingo stage alone (stage="flamingo"), so the pretrained stages' checkpoints serve any
+    # value of these (`python main.py ablate` trains one bridge per variant on one LM and one encoder).
+    latents: int = knob(8, lo=1, stage=BRIDGE)              # R visual tokens per image (64 in the paper)
+    resampler_layers: int = knob(2, lo=1, stage=BRIDGE)     # (6 in the paper)
+    max_frames: int = knob(1, lo=1, stage=BRIDGE)           # temporal embeddings; our world has still images only
+    # What turns features into visual tokens: the Perceiver Resampler (R tokens), or one of the simpler bridges of
+    # the paper's Table 3 (bridges.py): a per-feature MLP or a plain transformer (all S features), a mean (1 token).
+    resampler: str = choice("perceiver", ("perceiver", "mlp", "transformer", "mean"), stage=BRIDGE)
+    xattn_every: int = knob(1, lo=1, stage=BRIDGE)          # a gated layer before every LM block, as Flamingo-3B
+    xattn_offset: int = knob(0, lo=0, stage=BRIDGE)         # ... before blocks offset, offset + every, ...
+    xattn_ff_mult: int = knob(2, lo=1, stage=BRIDGE)
+    # gated: tanh(alpha) gates (paper); ungated: the same layer added as a plain residual; vanilla: cross-attention
+    # alone, ungated, with no feed-forward of its own (the original Transformer decoder's; xattn.py).
+    xattn_block: str = choice("gated", ("gated", "ungated", "vanilla"), stage=BRIDGE)
+    only_immediate: bool = knob(True, stage=BRIDGE)          # text attends to the immediately preceding image only
     # The vocabulary (toy_data/vocab.py): its size, and the special tokens the model treats specially.
     vocab_size: int = _fixed(len(TOKENIZER))
     pad_id: int = _fixed(TOKENIZER.pad_id)
@@ -55,28 +67,45 @@ class ModelConfig:
         if self.xattn_every > self.n_layers:
             raise ValueError(f"model.xattn_every={self.xattn_every} exceeds model.n_layers={self.n_layers}: "
                              "there would be no block to insert a gated layer before")
+        if self.xattn_offset >= min(self.xattn_every, self.n_layers):
+            raise ValueError(f"model.xattn_offset={self.xattn_offset}: give a block index below model.xattn_every="
+                             f"{self.xattn_every} and model.n_layers={self.n_layers} (one layer in the middle of 4 "
+                             "blocks: xattn_every=4, xattn_offset=2)")
+
+    def xattn_blocks(self):
+        """The LM blocks that get a cross-attention layer before them."""
+        return [i for i in range(self.n_layers) if i % self.xattn_every == self.xattn_offset]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lm_steps: int = knob(900, lo=1)
-    lm_batch: int = knob(16, lo=1)          # packed sequences of data.text_len tokens
-    lm_lr: float = knob(3e-3, lo=1e-6, hi=1)
-    vision_steps: int = knob(800, lo=1)     # at 500 one seed in three read held-out shapes badly (README)
-    vision_batch: int = knob(128, lo=8)     # a multiple of 4: a quarter pairs, a quarter twins, half colourless
-    vision_lr: float = knob(2e-3, lo=1e-6, hi=1)
-    flamingo_steps: int = knob(1200, lo=1)
-    doc_batch: int = knob(32, lo=1)         # interleaved documents per update
-    pair_batch: int = knob(32, lo=1)        # image-caption pairs per update
-    doc_weight: float = knob(1.0, lo=0)     # the paper's lambda_m: M3W 1.0, pairs 0.2
-    pair_weight: float = knob(0.2, lo=0)
-    flamingo_lr: float = knob(2e-3, lo=1e-6, hi=1)
-    gate_lr_mult: float = knob(10.0, lo=1e-3)  # the tanh gates' learning rate over flamingo_lr (train.py)
+    lm_steps: int = knob(900, lo=1, stage="lm")
+    lm_batch: int = knob(16, lo=1, stage="lm")          # packed sequences of data.text_len tokens
+    lm_lr: float = knob(3e-3, lo=1e-6, hi=1, stage="lm")
+    vision_steps: int = knob(800, lo=1, stage="vision")  # at 500 one seed in three read held-out shapes badly (README)
+    vision_batch: int = knob(128, lo=8, stage="vision")  # a multiple of 4: a quarter pairs, a quarter twins, ...
+    vision_lr: float = knob(2e-3, lo=1e-6, hi=1, stage="vision")
+    # The minimal-pair twins and colourless pairs of the vision stage's batches (train.py); false: random pairs only.
+    vision_hard_pairs: bool = knob(True, stage="vision")
+    flamingo_steps: int = knob(1200, lo=1, stage=BRIDGE)
+    doc_batch: int = knob(32, lo=1, stage=BRIDGE)       # interleaved documents per update
+    pair_batch: int = knob(32, lo=1, stage=BRIDGE)      # image-caption pairs per update
+    doc_weight: float = knob(1.0, lo=0, stage=BRIDGE)   # the paper's lambda_m: M3W 1.0, pairs 0.2; 0 leaves one out
+    pair_weight: float = knob(0.2, lo=0, stage=BRIDGE)
+    # accumulate: every update sums each dataset's weighted loss (paper); round_robin: one dataset per update, in turn.
+    mixing: str = choice("accumulate", ("accumulate", "round_robin"), stage=BRIDGE)
+    # frozen: the pretrained LM, frozen (paper); finetune: the pretrained LM trained with the bridge; scratch: a
+    # freshly initialised LM trained with the bridge (no `lm` stage).
+    lm_mode: str = choice("frozen", ("frozen", "finetune", "scratch"), stage=BRIDGE)
+    # pretrained: the contrastive `vision` stage's encoder (paper); random: the same CNN frozen at initialisation.
+    vision_mode: str = choice("pretrained", ("pretrained", "random"), stage=BRIDGE)
+    flamingo_lr: float = knob(2e-3, lo=1e-6, hi=1, stage=BRIDGE)
+    gate_lr_mult: float = knob(10.0, lo=1e-3, stage=BRIDGE)  # the tanh gates' learning rate over flamingo_lr
     warmup: int = knob(50, lo=0)
     # The paper keeps the bridge's learning rate constant after warm-up, over runs far longer than ours. Ending our
     # 1200 steps on the pretraining stages' short cosine cool-down steadies the bridge across seeds (README: what it
     # took); false gives the paper's schedule.
-    flamingo_cool_down: bool = True
+    flamingo_cool_down: bool = knob(True, stage=BRIDGE)
     weight_decay: float = knob(0.0, lo=0)   # the paper uses 0 for the resampler; we use 0 for every stage
     clip: float = knob(1.0, lo=1e-6)
     ckpt_every: int = knob(100, lo=1)
@@ -146,6 +175,8 @@ def _parse(text, f):
     """A --set value, read as the type of the field it replaces."""
     kind = type(f.default)
     try:
+        if kind is str:
+            return text
         if kind is bool:
             if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError

@@ -1,5 +1,7 @@
 """Flamingo, assembled (paper section 2, Fig. 3): a frozen vision encoder and a frozen LM, bridged by a trained
-Perceiver Resampler and gated cross-attention layers inserted before every `xattn_every`-th LM block.
+Perceiver Resampler and gated cross-attention layers inserted before every `xattn_every`-th LM block (from block
+`xattn_offset`). The switches of the paper's ablations (Table 3) are configuration: model.resampler (bridges.py),
+model.xattn_block (xattn.py), model.only_immediate (masking.py).
 
     images --frozen CNN--> features --resampler--> visual tokens ----------.
                                                                           v (masked by phi)
@@ -26,8 +28,8 @@ from einops import rearrange
 
 from .encoder import VisionEncoder
 from .lm import LM, Cache
+from .bridges import make_bridge
 from .masking import cross_attention_mask
-from .resampler import PerceiverResampler
 from .xattn import GatedCrossAttention
 
 
@@ -45,10 +47,10 @@ class Flamingo(nn.Module):
         self.cfg = cfg
         self.lm = LM(cfg.vocab_size, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.context)
         self.vision = VisionEncoder(cfg.vision_width)
-        self.resampler = PerceiverResampler(cfg.vision_width, cfg.d_model, cfg.latents, cfg.resampler_layers,
-                                            cfg.n_heads, cfg.max_frames)
-        self.xattn = nn.ModuleList(GatedCrossAttention(cfg.d_model, cfg.n_heads, cfg.xattn_ff_mult)
-                                   for i in range(cfg.n_layers) if i % cfg.xattn_every == 0)
+        self.resampler = make_bridge(cfg)
+        self.xattn_at = {block: j for j, block in enumerate(cfg.xattn_blocks())}      # LM block -> its layer
+        self.xattn = nn.ModuleList(GatedCrossAttention(cfg.d_model, cfg.n_heads, cfg.xattn_ff_mult, cfg.xattn_block)
+                                   for _ in self.xattn_at)
         self.register_buffer("new_ids", torch.tensor([cfg.image_id, cfg.eoc_id]), persistent=False)
         self.eoc_embed = nn.Parameter(torch.empty(cfg.d_model))
         self.reset_new_embeddings()
@@ -78,8 +80,9 @@ class Flamingo(nn.Module):
         """|tanh(alpha)| of every gate, as a dict name -> float (paper Fig. 6)."""
         out = {}
         for i, layer in enumerate(self.xattn):
-            out[f"xattn{i}"] = abs(torch.tanh(layer.alpha_xattn).item())
-            out[f"dense{i}"] = abs(torch.tanh(layer.alpha_dense).item())
+            if layer.kind == "gated":
+                out[f"xattn{i}"] = abs(torch.tanh(layer.alpha_xattn).item())
+                out[f"dense{i}"] = abs(torch.tanh(layer.alpha_dense).item())
         return out
 
     @torch.no_grad()
@@ -94,8 +97,8 @@ class Flamingo(nn.Module):
             return x
 
         self.lm(text_ids, before_block=record)
-        for j, layer in enumerate(self.xattn):
-            layer.scale.fill_(rms[j * self.cfg.xattn_every])
+        for block, j in self.xattn_at.items():
+            self.xattn[j].scale.fill_(rms[block])
         return self
 
     def embed_weight(self):
@@ -144,8 +147,8 @@ class Flamingo(nn.Module):
         if media is None:
             if features is None and images is not None:
                 features = self.encode(images, counts)
-            media = self.perceive(features, counts) if features is not None else self.resampler.latents.new_zeros(
-                B, 0, self.cfg.latents, self.cfg.d_model)
+            media = self.perceive(features, counts) if features is not None else self.eoc_embed.new_zeros(
+                B, 0, 1, self.cfg.d_model)                                           # no images: (B, 0, 1, D)
         N, R = media.shape[1], media.shape[2]
         full = ids if history is None else torch.cat([history, ids], dim=1)
         n_tags = (full == self.cfg.image_id).sum(1)
@@ -156,9 +159,7 @@ class Flamingo(nn.Module):
         visual = rearrange(media, "b n r d -> b (n r) d")                          # all images' tokens in a row
 
         def before_block(i, x):
-            if i % self.cfg.xattn_every:
-                return x
-            return self.xattn[i // self.cfg.xattn_every](x, visual, mask)
+            return self.xattn[self.xattn_at[i]](x, visual, mask) if i in self.xattn_at else x
 
         return self.lm(ids, valid, cache, before_block, self.embed_weight())
 

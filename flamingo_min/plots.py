@@ -87,6 +87,36 @@ def fewshot(summary):
     return png(fig)
 
 
+def ablations(rows, paper_baseline, paper):
+    """Left: each variant's overall score, mean and min-max over seeds, against the baseline's band. Right: the
+    paper's overall score for the same change (Table 3), against its baseline."""
+    names = list(rows)[::-1]
+    y = range(len(names))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 0.32 * len(names) + 1.6), sharey=True)
+    base = rows.get("baseline")
+    if base:
+        ax.axvspan(base["overall"]["min"], base["overall"]["max"], color="tab:blue", alpha=0.15, lw=0)
+        ax.axvline(base["overall"]["mean"], color="tab:blue", lw=1)
+    colour = {"below: as the paper": "tab:green", "above: unlike the paper": "tab:red", "within noise": "tab:gray",
+              "below (1 seed)": "tab:green", "above (1 seed)": "tab:red", "": "tab:blue"}
+    for i, n in zip(y, names):
+        o = rows[n]["overall"]
+        ax.errorbar(o["mean"], i, xerr=[[o["mean"] - o["min"]], [o["max"] - o["mean"]]], fmt="o",
+                    color=colour[rows[n]["direction"]], capsize=3)
+    ax.set_yticks(list(y), names), ax.set_xlabel("overall score (toy)")
+    ax.set_title("toy: mean and seeds' range; band = baseline\ngreen below, grey within noise, red above", fontsize=8)
+    for i, n in zip(y, names):
+        if paper.get(n) == paper.get(n):  # not nan
+            bx.barh(i, paper[n], color="tab:blue" if n == "baseline" else "tab:orange")
+        else:
+            bx.text(50.5, i, "no such row in the paper", va="center", fontsize=7, color="gray")
+    bx.axvline(paper_baseline, color="tab:blue", lw=1)
+    bx.set_xlim(50, 72), bx.set_xlabel("overall score (paper, Flamingo-3B, Table 3)")
+    bx.set_title("the paper's row for the same change", fontsize=8)
+    fig.tight_layout()
+    return png(fig)
+
+
 def episodes(rows):
     """rows: list of (support images, support texts, query image, answer, truth)."""
     width = max(len(r[0]) for r in rows) + 1

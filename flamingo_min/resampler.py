@@ -38,29 +38,40 @@ class ResamplerLayer(nn.Module):
         return latents + self.ff(self.ln_ff(latents))
 
 
-class PerceiverResampler(nn.Module):
-    def __init__(self, d_in, d_model, n_latents=8, n_layers=2, n_heads=4, max_frames=4):
+class FrameInput(nn.Module):
+    """Features of images or videos -> one row of D-wide inputs per image, each frame tagged with its time."""
+    def __init__(self, d_in, d_model, max_frames):
         super().__init__()
         self.max_frames = max_frames
         self.proj = nn.Linear(d_in, d_model)
-        self.latents = nn.Parameter(torch.randn(n_latents, d_model) * 0.02)
         self.time = nn.Parameter(torch.randn(max_frames, d_model) * 0.02)
+
+    def forward(self, features):
+        """features (B, N, S, Dv) for images or (B, N, F, S, Dv) for videos -> (B*N, F*S, D)."""
+        if features.dim() == 4:
+            features = features[:, :, None]                                         # (B, N, 1, S, Dv): 1-frame video
+        if features.dim() != 5:
+            raise ValueError(f"resampler input must be (B, N, S, Dv) or (B, N, F, S, Dv), got {tuple(features.shape)}")
+        frames = features.shape[2]
+        if frames > self.max_frames:
+            raise ValueError(f"{frames} frames but only {self.max_frames} temporal embeddings: "
+                             "raise model.max_frames or pass fewer frames")
+        x = self.proj(features) + self.time[:frames, None]                          # (B, N, F, S, D)
+        return rearrange(x, "b n f s d -> (b n) (f s) d")                            # each image on its own
+
+
+class PerceiverResampler(nn.Module):
+    def __init__(self, d_in, d_model, n_latents=8, n_layers=2, n_heads=4, max_frames=4):
+        super().__init__()
+        self.input = FrameInput(d_in, d_model, max_frames)
+        self.latents = nn.Parameter(torch.randn(n_latents, d_model) * 0.02)
         self.layers = nn.ModuleList(ResamplerLayer(d_model, n_heads) for _ in range(n_layers))
         self.ln_out = nn.LayerNorm(d_model)
 
     def forward(self, features):
         """features (B, N, S, Dv) for images or (B, N, F, S, Dv) for videos -> visual tokens (B, N, R, D)."""
-        if features.dim() == 4:
-            features = features[:, :, None]                                         # (B, N, 1, S, Dv): 1-frame video
-        if features.dim() != 5:
-            raise ValueError(f"resampler input must be (B, N, S, Dv) or (B, N, F, S, Dv), got {tuple(features.shape)}")
-        B, N, F_, S, _ = features.shape
-        if F_ > self.max_frames:
-            raise ValueError(f"{F_} frames but only {self.max_frames} temporal embeddings: "
-                             "raise model.max_frames or pass fewer frames")
-        x = self.proj(features) + self.time[:F_, None]                              # (B, N, F, S, D)
-        x = rearrange(x, "b n f s d -> (b n) (f s) d")                               # each image resampled on its own
-        latents = repeat(self.latents, "r d -> bn r d", bn=B * N)
+        x = self.input(features)                                                    # (BN, FS, D)
+        latents = repeat(self.latents, "r d -> bn r d", bn=x.shape[0])
         for layer in self.layers:
             latents = layer(x, latents)
-        return rearrange(self.ln_out(latents), "(b n) r d -> b n r d", b=B)         # (B, N, R, D)
+        return rearrange(self.ln_out(latents), "(b n) r d -> b n r d", b=features.shape[0])   # (B, N, R, D)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from toy_data import TOKENIZER, DocumentStream, PairStream, TextCorpus
 from toy_data.documents import collate
 
-from .config import from_dict, to_dict
+from .config import from_dict, settable, to_dict
 from .encoder import ContrastiveModel
 from .errors import CheckpointError, ConfigError, TrainingError
 from .files import check_writable, load_checkpoint, save_checkpoint, write_text
@@ -44,21 +44,37 @@ def ckpt_path(run, stage):
     return os.path.join(run, f"{stage}.pt")
 
 
+def stages(cfg):
+    """The stages this configuration trains, in order: no `lm` stage for an LM trained from scratch inside the bridge's
+    stage, no `vision` stage for a randomly initialised encoder."""
+    t = cfg.train
+    return [s for s in STAGES if not (s == "lm" and t.lm_mode == "scratch" or
+                                      s == "vision" and t.vision_mode == "random")]
+
+
 def stage_done(run, stage):
     path = ckpt_path(run, stage)
     return os.path.exists(path) and load_checkpoint(path)["done"]
 
 
-def _comparable(cfg_dict):
+# What each stage's checkpoint depends on: the bridge is trained on top of both pretrained stages.
+DEPENDS = {"lm": {"lm"}, "vision": {"vision"}, "flamingo": set(STAGES)}
+
+
+def _comparable(cfg_dict, stage):
+    """The settings a stage's checkpoint depends on: all but evaluation settings and those only other stages read."""
     d = json.loads(json.dumps(cfg_dict))  # tuples -> lists, as they come back from a checkpoint
-    for k in ("eval_episodes", "eval_shots"):  # evaluation settings do not change what was trained
-        d["train"].pop(k, None)
+    for part, f in settable():
+        reader = f.metadata.get("stage")
+        if (reader and reader not in DEPENDS[stage]) or f.name in ("eval_episodes", "eval_shots"):
+            d.get(part, {}).pop(f.name, None)
     return d
 
 
-def check_config(saved, cfg, path):
-    """A CheckpointError if a checkpoint was made with a different configuration."""
-    a, b = _comparable(saved), _comparable(to_dict(cfg))
+def check_config(saved, cfg, path, stage="flamingo"):
+    """A CheckpointError if a checkpoint of `stage` was made with a configuration that differs in anything the stage
+    depends on (for the `lm` and `vision` stages, the bridge's settings do not count)."""
+    a, b = _comparable(saved, stage), _comparable(to_dict(cfg), stage)
     keys = {(part, k) for d in (a, b) for part in d for k in d[part]}  # a setting this code no longer has counts too
     diffs = [f"{part}.{k}: {a.get(part, {}).get(k)!r} in the checkpoint, {b.get(part, {}).get(k)!r} now"
              for part, k in sorted(keys) if a.get(part, {}).get(k) != b.get(part, {}).get(k)]
@@ -72,7 +88,7 @@ def start_run(run, cfg):
     """Check every checkpoint already in `run` against cfg, then (and only then) record cfg in config.json."""
     for stage in STAGES:
         if os.path.exists(ckpt_path(run, stage)):
-            check_config(load_checkpoint(ckpt_path(run, stage))["config"], cfg, ckpt_path(run, stage))
+            check_config(load_checkpoint(ckpt_path(run, stage))["config"], cfg, ckpt_path(run, stage), stage)
     path = os.path.join(run, "config.json")
     check_writable(path)
     write_text(json.dumps(to_dict(cfg), indent=1), path)
@@ -164,11 +180,13 @@ def setup_vision(run, cfg, device, seed):
     def load(step):
         # A quarter random pairs, a quarter their minimal-pair twins (one attribute changed: hard negatives), half
         # colourless pairs (colour augmentation: shape must be read from the outline). See toy_data/documents.py.
+        # Without train.vision_hard_pairs, random pairs only (an ablation: the shortcut the hard pairs remove).
         q = t.vision_batch // 4
         quarter = range(step * q, (step + 1) * q)
         grey = range(step * 2 * q, (step + 1) * 2 * q)
-        drafts = [pairs.draft(i, kind) for kind, span in (("pair", quarter), ("twin", quarter), ("grey", grey))
-                  for i in span]
+        kinds = (("pair", quarter), ("twin", quarter), ("grey", grey)) if t.vision_hard_pairs else \
+            (("pair", range(step * 4 * q, (step + 1) * 4 * q)),)
+        drafts = [pairs.draft(i, kind) for kind, span in kinds for i in span]
         ids, _, images, _ = (x.to(device) for x in collate(pairs.render(drafts)))
         return images[:, 0], caption_ids(ids)
 
@@ -188,7 +206,7 @@ def finished(run, stage, cfg):
     if saved is None or not saved["done"]:
         raise CheckpointError(f"{run} has no finished {stage!r} stage ({path}): run `python main.py train --out "
                               f"{run}` (every stage), or `--stage {stage}` first")
-    check_config(saved["config"], cfg, path)
+    check_config(saved["config"], cfg, path, stage)
     return saved
 
 
@@ -200,30 +218,39 @@ def load_lm(run, cfg):
 
 
 def build_flamingo(run, cfg, device):
-    """Flamingo with the LM and the encoder from their finished stages, frozen."""
+    """Flamingo with the LM and the encoder from their finished stages (or freshly initialised where train.lm_mode or
+    train.vision_mode says so), frozen."""
     model = Flamingo(cfg.model)
-    model.lm.load_state_dict(load_lm(run, cfg).state_dict())
-    encoder = finished(run, "vision", cfg)["model"]
-    model.vision.load_state_dict({k[len("vision."):]: v for k, v in encoder.items() if k.startswith("vision.")})
+    if cfg.train.lm_mode != "scratch":
+        model.lm.load_state_dict(load_lm(run, cfg).state_dict())
+    if cfg.train.vision_mode == "pretrained":
+        encoder = finished(run, "vision", cfg)["model"]
+        model.vision.load_state_dict({k[len("vision."):]: v for k, v in encoder.items() if k.startswith("vision.")})
     model.reset_new_embeddings()
     model.calibrate(collate([TextCorpus(cfg.data, seed=-1)[i] for i in range(16)])[0])  # fixed text, not training data
     return model.freeze().to(device)
 
 
 def datasets(cfg, seed):
-    """The bridge's datasets, name -> (stream, batch size, lambda): interleaved documents and image-caption pairs."""
+    """The bridge's datasets, name -> (stream, batch size, lambda): interleaved documents and image-caption pairs;
+    a dataset of weight 0 is left out."""
     t, d = cfg.train, cfg.data
-    return {"doc": (DocumentStream(d, seed), t.doc_batch, t.doc_weight),
-            "pair": (PairStream(d, seed + 1), t.pair_batch, t.pair_weight)}
+    every = {"doc": (DocumentStream(d, seed), t.doc_batch, t.doc_weight),
+             "pair": (PairStream(d, seed + 1), t.pair_batch, t.pair_weight)}
+    return {name: v for name, v in every.items() if v[2] > 0}
 
 
 def setup_flamingo(run, cfg, device, seed):
     model = build_flamingo(run, cfg, device)
     data, t = datasets(cfg, seed), cfg.train
 
+    names = list(data)
+
     def load(step):  # one batch from each dataset (documents in length groups; pairs are all about 10 tokens)
-        return {name: batch(stream, step, size, device, groups=1 if name == "pair" else LENGTH_GROUPS)
-                for name, (stream, size, _) in data.items()}
+        # round_robin: only dataset step % n, which then sees 1/n of the updates (and of the samples)
+        chosen = names if t.mixing == "accumulate" else [names[step % len(names)]]
+        return {name: batch(data[name][0], step, data[name][1], device, groups=1 if name == "pair" else LENGTH_GROUPS)
+                for name in chosen}
 
     def stream_loss(groups):  # the mean over every scored token of one dataset's batch
         total, scored = 0.0, 0
@@ -244,6 +271,8 @@ def setup_flamingo(run, cfg, device, seed):
     # alone get a larger learning rate (train.gate_lr_mult); they still start at exactly 0, so the model still starts
     # as the LM.
     named = model.trainable_parameters()
+    if t.lm_mode != "frozen":  # the ablations that train the LM too, at the bridge's learning rate (our choice)
+        named += [("lm." + n, p.requires_grad_(True)) for n, p in model.lm.named_parameters()]
     gates = [p for n, p in named if n.endswith(("alpha_xattn", "alpha_dense"))]
     rest = [p for n, p in named if not n.endswith(("alpha_xattn", "alpha_dense"))]
     groups = [{"params": rest}, {"params": gates, "lr_mult": t.gate_lr_mult, "weight_decay": 0.0}]
@@ -273,7 +302,7 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
     path = ckpt_path(run, stage)
     saved = load_checkpoint(path) if os.path.exists(path) else None
     if saved is not None:
-        check_config(saved["config"], cfg, path)
+        check_config(saved["config"], cfg, path, stage)
         if saved["done"]:
             return saved
     torch.manual_seed(seed + STAGES.index(stage))

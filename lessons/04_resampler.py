@@ -57,7 +57,7 @@ except ValueError as e:
 
 # %%
 layer = r.layers[0]
-feats = rearrange(r.proj(x) + r.time[:1, None], "b n f s d -> (b n) (f s) d")   # (BN, FS, D)
+feats = r.input(x)   # projected, time-tagged, one row per image: (BN, FS, D)
 latents = r.latents[None]
 print("your layer == the real layer:", torch.allclose(resampler_attention(layer, feats, latents),
                                                       layer(feats, latents), atol=1e-5))

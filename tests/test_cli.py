@@ -68,6 +68,9 @@ def bad_values(f):
         return st.sampled_from(["maybe", "2", "", "yes"])
     if kind is tuple:
         return st.sampled_from(["", ",", " , ", "smell", "dance,,x"])
+    if kind is str:  # near misses of the allowed names too
+        names = f.metadata["choices"]
+        return st.sampled_from(["", "x", *(n.upper() for n in names), *(n + "s" for n in names)])
     junk = st.sampled_from(["", "x", "nan", "inf", "-inf", "1e999", "1..2"])
     options = [junk]
     if kind is int:

@@ -2,6 +2,10 @@
 
     ways: int = knob(3, lo=2)           # a whole number, at least 2
     noise: float = knob(0.02, 0, 1)     # a finite number in [0, 1]
+    bridge: str = choice("perceiver", ("perceiver", "mlp"))   # one of the names listed
+
+`choice` declares a name from a list. Either may also record the one training stage that reads the setting
+(`stage="flamingo"`): a checkpoint of an earlier stage does not depend on it (flamingo_min/train.py).
 
 `knob` stores the range in the dataclass field's metadata; `check(settings, part)` checks every field of a settings
 dataclass against its default's type and that range, and raises a ValueError that names the setting, the value and
@@ -11,9 +15,14 @@ import math
 from dataclasses import field, fields
 
 
-def knob(default, lo=None, hi=None):
+def knob(default, lo=None, hi=None, **metadata):
     """A dataclass field with a default and an allowed range (None: unbounded on that side)."""
-    return field(default=default, metadata={"lo": lo, "hi": hi})
+    return field(default=default, metadata={"lo": lo, "hi": hi, **metadata})
+
+
+def choice(default, options, **metadata):
+    """A dataclass field whose value is one of a few names, the first of which is usually the paper's."""
+    return field(default=default, metadata={"choices": tuple(options), **metadata})
 
 
 def describe(f):
@@ -21,6 +30,8 @@ def describe(f):
     kind = type(f.default)
     if kind is bool:
         return "true or false"
+    if kind is str:
+        return "one of " + ", ".join(f.metadata["choices"])
     if kind is tuple:
         return "a non-empty comma-separated list"
     lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
@@ -35,6 +46,8 @@ def valid(f, value):
     kind = type(f.default)
     if kind is bool:
         return isinstance(value, bool)
+    if kind is str:
+        return value in f.metadata["choices"]
     if kind is tuple:
         return isinstance(value, tuple) and len(value) > 0
     if isinstance(value, bool) or not isinstance(value, (int, float)):

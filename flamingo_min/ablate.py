@@ -201,7 +201,8 @@ def direction(row, base):
     either side there is no range to read: the sign alone, marked as such."""
     o, b = row["overall"], base["overall"]
     if len(o["values"]) < 2 or len(b["values"]) < 2:
-        return "below (1 seed)" if o["mean"] < b["mean"] else "above (1 seed)"
+        return {-1: "below (1 seed)", 0: "level (1 seed)", 1: "above (1 seed)"}[(o["mean"] > b["mean"]) -
+                                                                               (o["mean"] < b["mean"])]
     if o["max"] < b["min"]:
         return "below: as the paper"
     if o["min"] > b["max"]:

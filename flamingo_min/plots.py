@@ -98,7 +98,8 @@ def ablations(rows, paper_baseline, paper):
         ax.axvspan(base["overall"]["min"], base["overall"]["max"], color="tab:blue", alpha=0.15, lw=0)
         ax.axvline(base["overall"]["mean"], color="tab:blue", lw=1)
     colour = {"below: as the paper": "tab:green", "above: unlike the paper": "tab:red", "within noise": "tab:gray",
-              "below (1 seed)": "tab:green", "above (1 seed)": "tab:red", "": "tab:blue"}
+              "below (1 seed)": "tab:green", "above (1 seed)": "tab:red", "level (1 seed)": "tab:gray",
+              "": "tab:blue"}
     for i, n in zip(y, names):
         o = rows[n]["overall"]
         ax.errorbar(o["mean"], i, xerr=[[o["mean"] - o["min"]], [o["max"] - o["mean"]]], fmt="o",

@@ -13,6 +13,11 @@ document's first image. The frozen encoder runs without autograd, once per image
 the bridge reads); the frozen LM runs inside autograd only because gradients must flow *through* it to the gated layers
 below, never *into* its weights, which are out of the optimiser.
 
+The paper's ablations (Table 3; `python main.py ablate`) are switches of this same recipe: train.lm_mode (frozen,
+finetune, scratch), train.vision_mode (pretrained, random), train.vision_hard_pairs, train.mixing (accumulate,
+round_robin), a dataset's weight 0 to leave it out. A stage's checkpoint is checked only against the settings it
+depends on, so one pretrained LM and encoder serve every variant of the bridge.
+
 Every stage is one flat loop (`run_stage`): batch, loss, backward, clip, step, log, checkpoint. Sample i of every stream
 is a pure function of (seed, i) and step s reads samples [s*B, (s+1)*B), so a resumed run replays exactly.
 """

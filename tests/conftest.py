@@ -4,6 +4,9 @@ Profiles: `ci` (derandomized, bounded examples, no deadline: repeatable on a sha
 set; `dev` explores more. Choose one with HYPOTHESIS_PROFILE=dev|ci.
 """
 import os
+import signal
+import subprocess
+import time
 
 import pytest
 import torch
@@ -53,3 +56,14 @@ def tiny_run(tmp_path_factory):
     run = str(tmp_path_factory.mktemp("run"))
     train_all(run)
     return run
+
+
+def kill_when_written(cmd, path, env, timeout=300):
+    """Start cmd, SIGKILL it the moment `path` exists; assert it was killed, not finished."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + timeout
+    while not os.path.exists(path) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"{cmd[2]} finished before it could be killed"

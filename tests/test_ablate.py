@@ -3,10 +3,8 @@ gates and layer placements behave as the paper's rows describe; the pretrained s
 `main.py ablate` runs end to end, resumes after a kill and names every variant in its table."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
@@ -15,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import flamingo_min.train as train
-from conftest import TINY, TINY_RUN
+from conftest import TINY, TINY_RUN, kill_when_written
 from flamingo_min import Flamingo, ablate
 from flamingo_min.config import ModelConfig, make_config, to_dict
 from flamingo_min.errors import CheckpointError, ConfigError
@@ -158,15 +156,8 @@ def _ablate(out, only):
 def test_ablate_runs_resumes_after_a_kill_and_tables_every_variant(tmp_path):
     out = str(tmp_path / "abl")
     env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    proc = subprocess.Popen(_ablate(out, "baseline,mean-pool"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env)
     first = os.path.join(out, "baseline", "seed0", "result.json")
-    deadline = time.time() + 300
-    while not os.path.exists(first) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "ablate finished before it could be killed"
+    kill_when_written(_ablate(out, "baseline,mean-pool"), first, env)
     assert not os.path.exists(os.path.join(out, "mean-pool", "seed0", "result.json"))
     before = os.stat(first).st_mtime_ns
     r = subprocess.run(_ablate(out, "baseline,mean-pool"), capture_output=True, text=True, env=env)

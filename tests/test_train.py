@@ -3,16 +3,14 @@ schema, baselines and the summary over seeds. (The command line's errors: test_c
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 import flamingo_min.train as train
-from conftest import TINY_RUN, train_all
+from conftest import TINY_RUN, kill_when_written, train_all
 from flamingo_min.config import make_config
 from flamingo_min.errors import CheckpointError, EvalError, TrainingError
 from flamingo_min.evaluate import (baseline_scores, episode_images, episodes_for, evaluate, prompt_for,
@@ -56,14 +54,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run(_cli(whole, 120), check=True, capture_output=True, env=env)
-    proc = subprocess.Popen(_cli(killed, 120), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     ckpt = os.path.join(killed, "lm.pt")
-    deadline = time.time() + 120
-    while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_when_written(_cli(killed, 120), ckpt, env, timeout=120)
     saved = train.load_checkpoint(ckpt)
     assert not saved["done"] and 0 < saved["step"] < 120
     subprocess.run(_cli(killed, 120), check=True, capture_output=True, env=env)   # the same command resumes

@@ -30,7 +30,7 @@ from . import evaluate, plots
 from .config import make_config, to_dict
 from .errors import ConfigError
 from .files import atomic_write, check_writable, write_text
-from .train import ckpt_path, load_run, run_stage, stages, start_run
+from .train import ckpt_path, flamingo_parameters, load_run, run_stage, stages, start_run
 
 SHOTS = ("4", "8", "16")
 HEADLINE = {"bind": "closed", "match": "closed", "infer": "closed", "question": "closed", "caption": "open",
@@ -111,12 +111,6 @@ def configs(preset, overrides, variants):
     return base, out
 
 
-def trainable(model, cfg):
-    """How many parameters the variant's flamingo stage trains."""
-    n = sum(p.numel() for _, p in model.trainable_parameters())
-    return n + (sum(p.numel() for p in model.lm.parameters()) if cfg.train.lm_mode != "frozen" else 0)
-
-
 def _link(src, dst):
     """dst becomes the same file as src (a hard link, or a copy where links are not possible)."""
     if os.path.exists(dst):
@@ -162,7 +156,7 @@ def run_variant(folder, home, cfg, seed, device, progress):
     t0 = time.perf_counter()
     result = evaluate.evaluate(model, cfg.data, SHOTS, cfg.train.eval_episodes, seed=0, beams=1)  # same episodes
     record = {"seed": seed, "eval": result, "eval_seconds": round(time.perf_counter() - t0, 1),
-              "trainable": trainable(model, cfg), "step_ms": 1000 * saved["elapsed"] / saved["step"],
+              "trainable": sum(p.numel() for _, p in flamingo_parameters(model, cfg)), "step_ms": 1000 * saved["elapsed"] / saved["step"],
               "text_binding": evaluate.lm_binding_accuracy(model.lm, pairs=8),
               "config": to_dict(cfg)}
     write_text(json.dumps(record, indent=1), done)
@@ -244,13 +238,10 @@ def run(out, preset="default", overrides=(), only=(), seeds=None, device=torch.d
     for name in ("ablations.json", "ablations.md", "ablations.png"):
         check_writable(os.path.join(out, name))
     homes = pretrain(out, base, cfgs, device, progress)
-    records = {}
     for v in variants:
-        records[v.name] = []
         for seed in range(seeds):
             folder = os.path.join(out, v.name, f"seed{seed}")
             r = run_variant(folder, homes[v.name], cfgs[v.name], seed, device, progress)
-            records[v.name].append(r)
             score = headline(r["eval"])[1]
             say(f"{v.name:<15} seed {seed}: overall {score:.3f}, {r['step_ms']:.0f} ms/step, "
                 f"{r['trainable']:,} trained")

@@ -97,13 +97,11 @@ def ablations(rows, paper_baseline, paper):
     if base:
         ax.axvspan(base["overall"]["min"], base["overall"]["max"], color="tab:blue", alpha=0.15, lw=0)
         ax.axvline(base["overall"]["mean"], color="tab:blue", lw=1)
-    colour = {"below: as the paper": "tab:green", "above: unlike the paper": "tab:red", "within noise": "tab:gray",
-              "below (1 seed)": "tab:green", "above (1 seed)": "tab:red", "level (1 seed)": "tab:gray",
-              "": "tab:blue"}
+    colour = {"below": "tab:green", "above": "tab:red", "": "tab:blue"}   # from the direction's first word
     for i, n in zip(y, names):
-        o = rows[n]["overall"]
+        o, said = rows[n]["overall"], rows[n]["direction"]
         ax.errorbar(o["mean"], i, xerr=[[o["mean"] - o["min"]], [o["max"] - o["mean"]]], fmt="o",
-                    color=colour[rows[n]["direction"]], capsize=3)
+                    color=colour.get(said.split(" ")[0], "tab:gray"), capsize=3)
     ax.set_yticks(list(y), names), ax.set_xlabel("overall score (toy)")
     ax.set_title("toy: mean and seeds' range; band = baseline\ngreen below, grey within noise, red above", fontsize=8)
     for i, n in zip(y, names):

@@ -245,6 +245,13 @@ def datasets(cfg, seed):
     return {name: v for name, v in every.items() if v[2] > 0}
 
 
+def flamingo_parameters(model, cfg):
+    """(name, parameter) pairs the flamingo stage trains: the bridge's, and the LM's where train.lm_mode says (the
+    ablations that train the LM, at the bridge's learning rate: our choice)."""
+    lm = [("lm." + n, p) for n, p in model.lm.named_parameters()] if cfg.train.lm_mode != "frozen" else []
+    return model.trainable_parameters() + lm
+
+
 def setup_flamingo(run, cfg, device, seed):
     model = build_flamingo(run, cfg, device)
     data, t = datasets(cfg, seed), cfg.train
@@ -275,9 +282,9 @@ def setup_flamingo(run, cfg, device, seed):
     # lr per step: at toy scale (hundreds of steps, not the paper's 500k) they would barely open. The gate scalars
     # alone get a larger learning rate (train.gate_lr_mult); they still start at exactly 0, so the model still starts
     # as the LM.
-    named = model.trainable_parameters()
-    if t.lm_mode != "frozen":  # the ablations that train the LM too, at the bridge's learning rate (our choice)
-        named += [("lm." + n, p.requires_grad_(True)) for n, p in model.lm.named_parameters()]
+    named = flamingo_parameters(model, cfg)
+    for _, p in named:
+        p.requires_grad_(True)  # the LM's too where train.lm_mode trains it
     gates = [p for n, p in named if n.endswith(("alpha_xattn", "alpha_dense"))]
     rest = [p for n, p in named if not n.endswith(("alpha_xattn", "alpha_dense"))]
     groups = [{"params": rest}, {"params": gates, "lr_mult": t.gate_lr_mult, "weight_decay": 0.0}]

@@ -91,7 +91,8 @@ def cmd_eval(a):
     from flamingo_min.train import load_run
     model, cfg = load_run(a.run, pick_device(a.device))
     say = None if a.json else (lambda s: print(f"  eval {s}", file=sys.stderr))
-    result, secs = evaluate.timed_evaluate(model, cfg.data, listed(a.shots), a.episodes, a.seed, listed(a.tasks),
+    tasks = listed(a.tasks) if a.tasks else None
+    result, secs = evaluate.timed_evaluate(model, cfg.data, listed(a.shots), a.episodes, a.seed, tasks,
                                            a.beams, a.selection, progress=say)
     written = evaluate.write_report([result], a.run)
     print(json.dumps(result, indent=1) if a.json else
@@ -196,7 +197,7 @@ def parser():
     from flamingo_min.train import STAGES
     from lessons.exercises import EXERCISES
     from toy_data.settings import describe
-    from toy_data.tasks import SHOTS, TASKS
+    from toy_data.tasks import ALL_TASKS, SHOTS, TASKS, VIDEO_TASKS
 
     device = argparse.ArgumentParser(add_help=False)
     device.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
@@ -219,7 +220,8 @@ def parser():
                        epilog="--set keys (default preset's value; what it accepts): " + "; ".join(
                            f"{part}.{f.name} ({shown(f.default)}; {describe(f)})" for part, f in settable()) + ".")
     t.add_argument("--preset", default="default", choices=list(PRESETS),
-                   help="quick: ~1 min on 2 CPU cores; default: ~8 min, the reference run; large: one GPU")
+                   help="quick: ~1 min on 2 CPU cores; default: ~8 min, the reference run; video: the default plus "
+                   "clips (moving, growing, turning shapes) and the video tasks, ~11 min; large: one GPU")
     t.add_argument("--out", help="run folder (default runs/PRESET)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set train.flamingo_steps=300 --set data.ways=4 (repeatable)")
@@ -234,7 +236,8 @@ def parser():
     episodes = TrainConfig().eval_episodes
     e.add_argument("--episodes", type=whole(1), default=episodes,
                    help=f"episodes per task and shot count (default {episodes}, as `train` evaluates)")
-    e.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)}")
+    e.add_argument("--tasks", help=f"comma-separated, from {', '.join(TASKS)} (stills) and {', '.join(VIDEO_TASKS)} "
+                   "(clips; default: those the run was trained for)")
     e.add_argument("--beams", type=whole(1), default=3, help="beam width for open-ended answers (1 = greedy; paper: 3)")
     e.add_argument("--selection", default="random", choices=SELECTIONS, help="support selection")
     e.add_argument("--json", action="store_true", help="print eval.json instead of the table")
@@ -249,7 +252,7 @@ def parser():
 
     s = sub.add_parser("sample", parents=[run, seeded, device], help="a picture of a few episodes and the model's "
                        "answers", description="The model's open-ended answers (beam 3) on a few evaluation episodes.")
-    s.add_argument("--task", default="bind", choices=TASKS)
+    s.add_argument("--task", default="bind", choices=ALL_TASKS)
     s.add_argument("--shots", type=whole(0), default=4, help="examples per prompt (default 4)")
     s.add_argument("--n", type=whole(1), default=4, help="how many episodes (default 4)")
     s.add_argument("--out", help="PNG path (default RUN/samples_TASK.png)")

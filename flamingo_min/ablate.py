@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from toy_data.tasks import TASKS
+
 from . import evaluate, plots
 from .config import make_config, to_dict
 from .errors import ConfigError
@@ -154,9 +156,11 @@ def run_variant(folder, home, cfg, seed, device, progress):
     saved = run_stage(folder, "flamingo", cfg, seed, device, progress=progress)
     model, _ = load_run(folder, device)
     t0 = time.perf_counter()
-    result = evaluate.evaluate(model, cfg.data, SHOTS, cfg.train.eval_episodes, seed=0, beams=1)  # same episodes
+    result = evaluate.evaluate(model, cfg.data, SHOTS, cfg.train.eval_episodes, seed=0, tasks=TASKS,  # same episodes
+                               beams=1)
     record = {"seed": seed, "eval": result, "eval_seconds": round(time.perf_counter() - t0, 1),
-              "trainable": sum(p.numel() for _, p in flamingo_parameters(model, cfg)), "step_ms": 1000 * saved["elapsed"] / saved["step"],
+              "trainable": sum(p.numel() for _, p in flamingo_parameters(model, cfg)),
+              "step_ms": 1000 * saved["elapsed"] / saved["step"],
               "text_binding": evaluate.lm_binding_accuracy(model.lm, pairs=8),
               "config": to_dict(cfg)}
     write_text(json.dumps(record, indent=1), done)

@@ -4,7 +4,6 @@ Defaults are the CPU values of the `default` preset. A preset is a dict of overr
 declares its allowed values beside its default (toy_data/settings.py); a Config is checked whole when it is built,
 so a bad setting stops with one message that names it, before any work starts.
 """
-import ast
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -36,7 +35,7 @@ class ModelConfig:
     # value of these (`python main.py ablate` trains one bridge per variant on one LM and one encoder).
     latents: int = knob(8, lo=1, stage=BRIDGE)              # R visual tokens per image (64 in the paper)
     resampler_layers: int = knob(2, lo=1, stage=BRIDGE)     # (6 in the paper)
-    max_frames: int = knob(1, lo=1, stage=BRIDGE)           # temporal embeddings; our world has still images only
+    max_frames: int = knob(1, lo=1, stage=BRIDGE)           # temporal embeddings: 1 for stills; the video preset 4
     # What turns features into visual tokens: the Perceiver Resampler (R tokens), or one of the simpler bridges of
     # the paper's Table 3 (bridges.py): a per-feature MLP or a plain transformer (all S features), a mean (1 token).
     resampler: str = choice("perceiver", ("perceiver", "mlp", "transformer", "mean"), stage=BRIDGE)
@@ -57,6 +56,11 @@ class ModelConfig:
 
     def __post_init__(self):
         check(self, "model")
+        moved = [f"model.{f.name}={getattr(self, f.name)} (now {f.default})" for f in dataclasses.fields(self)
+                 if f.metadata.get("fixed") and getattr(self, f.name) != f.default]
+        if moved:   # a checkpoint of an older vocabulary: its token ids mean other words today
+            raise ValueError(f"made with another vocabulary ({', '.join(moved)}; toy_data/vocab.py has "
+                             f"{len(TOKENIZER)} words): its token ids name other words now, so retrain it")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 4:
             raise ValueError(f"model.n_heads={self.n_heads} with model.d_model={self.d_model}: each head's width "
                              "(d_model / n_heads) must be a whole multiple of 4 (rotary positions rotate pairs in "
@@ -90,8 +94,12 @@ class TrainConfig:
     flamingo_steps: int = knob(1200, lo=1, stage=BRIDGE)
     doc_batch: int = knob(32, lo=1, stage=BRIDGE)       # interleaved documents per update
     pair_batch: int = knob(32, lo=1, stage=BRIDGE)      # image-caption pairs per update
+    video_batch: int = knob(16, lo=1, stage=BRIDGE)     # clip samples per update (toy_data/documents.py: VideoStream)
     doc_weight: float = knob(1.0, lo=0, stage=BRIDGE)   # the paper's lambda_m: M3W 1.0, pairs 0.2; 0 leaves one out
     pair_weight: float = knob(0.2, lo=0, stage=BRIDGE)
+    # The paper weighs its video-text pairs 0.03, beside 27M of them; our toy stream has to teach every event word's
+    # visual meaning in a few hundred updates, so the video preset weighs it as the documents (our choice). 0: no clips.
+    video_weight: float = knob(0.0, lo=0, stage=BRIDGE)
     # accumulate: every update sums each dataset's weighted loss (paper); round_robin: one dataset per update, in turn.
     mixing: str = choice("accumulate", ("accumulate", "round_robin"), stage=BRIDGE)
     # frozen: the pretrained LM, frozen (paper); finetune: the pretrained LM trained with the bridge; scratch: a
@@ -118,8 +126,9 @@ class TrainConfig:
         if self.vision_batch % 4:
             raise ValueError(f"train.vision_batch={self.vision_batch}: give a multiple of 4 (a quarter pairs, a "
                              "quarter their twins, half colourless pairs)")
-        if self.doc_weight == self.pair_weight == 0:
-            raise ValueError("train.doc_weight and train.pair_weight are both 0: nothing would train the bridge")
+        if self.doc_weight == self.pair_weight == self.video_weight == 0:
+            raise ValueError("train.doc_weight, train.pair_weight and train.video_weight are all 0: nothing would "
+                             "train the bridge")
         try:
             check_shots(self.eval_shots)
         except ValueError as e:
@@ -138,6 +147,10 @@ class Config:
             if getattr(d, name) > m.context:
                 raise ValueError(f"data.{name}={getattr(d, name)} exceeds model.context={m.context}: raise "
                                  f"model.context or lower data.{name}")
+        if self.train.video_weight > 0 and m.max_frames < d.clip_frames:
+            raise ValueError(f"train.video_weight={self.train.video_weight} trains on clips of data.clip_frames="
+                             f"{d.clip_frames} frames but model.max_frames={m.max_frames} gives only that many "
+                             f"temporal embeddings: set model.max_frames={d.clip_frames} (or use --preset video)")
         most = max(shot_count(s) for s in check_shots(self.train.eval_shots))
         need = 1 + (most + 1) * LONGEST_CHUNK
         if need > m.context:
@@ -157,6 +170,10 @@ PRESETS = {
               "train.eval_episodes": 24, "train.ckpt_every": 50, "train.vision_batch": 64},
     # The reference run: about ten minutes on 2 CPU cores.
     "default": {},
+    # Stills and clips (toy_data/clips.py): the default recipe plus a video stream in the bridge's mixture, clip
+    # captions in the LM's text, and the video tasks in the evaluation.
+    "video": {"model.max_frames": 4, "train.video_weight": 1.0,
+              "data.text_mix": ("caption", "qa", "bind", "bind", "concept", "concept", "infer", "event")},
     # One consumer GPU: wider, deeper, longer.
     "large": {"model.d_model": 256, "model.n_layers": 6, "model.n_heads": 8, "model.vision_width": 128,
               "model.latents": 16, "model.resampler_layers": 3, "train.lm_steps": 3000, "train.lm_batch": 64,

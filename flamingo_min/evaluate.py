@@ -7,6 +7,9 @@ then score it two ways:
 Beside the model, three context-only baselines read the answers the same prompt shows (the most frequent, the last,
 a uniform guess among the distinct ones), scored in the unit of the mode they stand beside.
 
+Tasks: the still-image tasks, and for a model with temporal embeddings for a clip's frames (the video preset) the clip
+tasks too (`tasks_for`; toy_data/tasks.py lists both).
+
 Shot keys (toy_data.tasks.SHOTS): "none" is the query alone; "0" the paper's zero-shot (two text-only examples);
 "k" is k image-text examples. Support selection: `random` (the episode's support_indices) or `rices` (the k pool
 examples whose frozen, mean-pooled vision features are most similar to the query's, most similar last).
@@ -28,11 +31,12 @@ import zlib
 import torch
 import torch.nn.functional as F
 
-from toy_data import EVAL_NONCE, TOKENIZER, render
+from toy_data import EVAL_NONCE, TOKENIZER
+from toy_data.clips import render_media
 from toy_data.documents import ATTRIBUTES, VALUES, concept_words
 from toy_data.shapes import COLOURS, SHAPES
-from toy_data.tasks import (NO_CONTEXT, SHOTS, TASKS, baseline_answers, build_prompt, check_shots, make_episode,
-                            score, shot_count)
+from toy_data.tasks import (ALL_TASKS, NO_CONTEXT, SHOTS, TASKS, VIDEO_TASKS, baseline_answers, build_prompt,
+                            check_shots, make_episode, score, shot_count)
 
 from . import plots
 from .config import fitting_shots
@@ -94,22 +98,23 @@ def episodes_for(task, n, data_cfg, seed, pool_size=32):
 
 
 def episode_images(ep, data_cfg):
-    """Every picture of an episode, the pool's then the query's: (P+1, 3, H, W), from the episode's own seed and with
-    the training data's noise and colour jitter."""
-    return render([x.scene for x in ep.pool] + [ep.query.scene], data_cfg.image_size,
-                  torch.Generator().manual_seed(ep.seed), colour_jitter=data_cfg.colour_jitter, noise=data_cfg.noise)
+    """Every picture of an episode, the pool's then the query's: (P+1, 3, H, W), or (P+1, F, 3, H, W) for clips, from
+    the episode's own seed and with the training data's noise and colour jitter."""
+    return render_media([x.scene for x in ep.pool] + [ep.query.scene], data_cfg.image_size,
+                        torch.Generator().manual_seed(ep.seed), colour_jitter=data_cfg.colour_jitter,
+                        noise=data_cfg.noise)
 
 
 @torch.no_grad()
 def episode_media(model, episodes, data_cfg):
     """Render, encode and resample every episode's pool and query images once: media (E, P+1, R, D) with the query
-    last, and mean-pooled frozen features (E, P+1, Dv) for RICES."""
+    last, and mean-pooled frozen features (E, P+1, Dv) for RICES (a clip's: over its frames too)."""
     device = next(model.parameters()).device
     media, pooled = [], []
     for ep in episodes:
-        feats = model.encode(episode_images(ep, data_cfg)[None].to(device))            # (1, P+1, S, Dv)
+        feats = model.encode(episode_images(ep, data_cfg)[None].to(device))            # (1, P+1, [F,] S, Dv)
         media.append(model.perceive(feats)[0])
-        pooled.append(feats[0].mean(1))
+        pooled.append(feats[0].flatten(1, -2).mean(1))                               # (P+1, Dv)
     return torch.stack(media), torch.stack(pooled)
 
 
@@ -149,13 +154,24 @@ def answer(model, eps, chunk, shot, media, pooled, selection, beams):
     return opened, closed, shown
 
 
-def check_request(model, tasks, shots, episodes, beams, selection, batch_size):
+def tasks_for(model_cfg):
+    """The tasks a model is evaluated on by default: the still-image tasks, and the clip tasks when it has temporal
+    embeddings for more than one frame."""
+    return ALL_TASKS if model_cfg.max_frames > 1 else TASKS
+
+
+def check_request(model, data_cfg, tasks, shots, episodes, beams, selection, batch_size):
     """The shot keys, checked; an EvalError that names the first thing that cannot run as asked."""
     if not tasks:
-        raise EvalError(f"no task given: choose from {', '.join(TASKS)}")
-    bad = [t for t in tasks if t not in TASKS]
+        raise EvalError(f"no task given: choose from {', '.join(ALL_TASKS)}")
+    bad = [t for t in tasks if t not in ALL_TASKS]
     if bad:
-        raise EvalError(f"unknown task {bad[0]!r}: choose from {', '.join(TASKS)}")
+        raise EvalError(f"unknown task {bad[0]!r}: choose from {', '.join(ALL_TASKS)}")
+    video = [t for t in tasks if t in VIDEO_TASKS]
+    if video and model.cfg.max_frames < data_cfg.clip_frames:
+        raise EvalError(f"task {video[0]!r} shows clips of {data_cfg.clip_frames} frames, but this model has "
+                        f"temporal embeddings for {model.cfg.max_frames}: evaluate it on {', '.join(TASKS)}, or "
+                        "train one on clips (python main.py train --preset video)")
     try:
         shots = check_shots(shots)
     except ValueError as e:
@@ -173,10 +189,12 @@ def check_request(model, tasks, shots, episodes, beams, selection, batch_size):
 
 
 @torch.no_grad()
-def evaluate(model, data_cfg, shots=SHOTS, episodes=200, seed=0, tasks=TASKS, beams=3, selection="random",
+def evaluate(model, data_cfg, shots=SHOTS, episodes=200, seed=0, tasks=None, beams=3, selection="random",
              batch_size=100, progress=None):
-    """Scores per task, mode and shot key, in eval.json's schema. progress: a callable(str) or None."""
-    shots = check_request(model, tasks, shots, episodes, beams, selection, batch_size)
+    """Scores per task, mode and shot key, in eval.json's schema. tasks: default tasks_for(model.cfg). progress: a
+    callable(str) or None."""
+    tasks = tasks_for(model.cfg) if tasks is None else tasks
+    shots = check_request(model, data_cfg, tasks, shots, episodes, beams, selection, batch_size)
     model.eval()
     results = {}
     for task in tasks:
@@ -224,7 +242,7 @@ def timed_evaluate(*args, **kwargs):
 def sample(model, data_cfg, task, shot, n, seed):
     """The model's open-ended answers (beam 3) on n evaluation episodes: rows of (support images, support texts,
     query image, answer, truth), for a picture."""
-    check_request(model, (task,), (shot,), n, 1, "random", 1)
+    check_request(model, data_cfg, (task,), (shot,), n, 1, "random", 1)
     eps = episodes_for(task, n, data_cfg, seed, max(32, shot_count(shot)))
     media, pooled = episode_media(model, eps, data_cfg)
     opened, _, _ = answer(model, eps, list(range(n)), shot, media, pooled, "random", beams=3)

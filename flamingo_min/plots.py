@@ -4,6 +4,8 @@ PNG's bytes; callers write them with files.atomic_write once all their work has 
 import io
 
 import matplotlib
+import torch
+from einops import rearrange
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot is imported)
@@ -19,6 +21,10 @@ def png(fig):
 
 
 def _image(ax, img, title=None, colour="black"):
+    """A picture (3, H, W), or a clip (F, 3, H, W) as its frames side by side, left to right, one pixel apart."""
+    if img.dim() == 4:
+        gap = img.new_ones(*img.shape[:-1], 1)                                  # a white column after each frame
+        img = rearrange(torch.cat([img, gap], -1), "f c h w -> c h (f w)")[..., :-1]
     ax.imshow(img.permute(1, 2, 0).clamp(0, 1).cpu().tolist())   # (H, W, 3); plain lists: no array protocol
     ax.set_xticks([]), ax.set_yticks([])
     if title:
@@ -119,7 +125,8 @@ def ablations(rows, paper_baseline, paper):
 def episodes(rows):
     """rows: list of (support images, support texts, query image, answer, truth)."""
     width = max(len(r[0]) for r in rows) + 1
-    fig, axes = plt.subplots(len(rows), width, figsize=(1.25 * width, 1.45 * len(rows)), squeeze=False)
+    wide = 0.75 * rows[0][2].shape[0] if rows[0][2].dim() == 4 else 1          # a clip's frames side by side
+    fig, axes = plt.subplots(len(rows), width, figsize=(1.25 * wide * width, 1.45 * len(rows)), squeeze=False)
     for ax_row, (imgs, texts, query, answer, truth) in zip(axes, rows):
         for ax in ax_row:
             ax.axis("off")

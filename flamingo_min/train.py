@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from toy_data import TOKENIZER, DocumentStream, PairStream, TextCorpus
-from toy_data.documents import collate
+from toy_data.documents import VideoStream, collate
 
 from .config import from_dict, settable, to_dict
 from .encoder import ContrastiveModel
@@ -237,11 +237,12 @@ def build_flamingo(run, cfg, device):
 
 
 def datasets(cfg, seed):
-    """The bridge's datasets, name -> (stream, batch size, lambda): interleaved documents and image-caption pairs;
-    a dataset of weight 0 is left out."""
+    """The bridge's datasets, name -> (stream, batch size, lambda): interleaved documents, image-caption pairs and
+    clips with text; a dataset of weight 0 is left out (the clips, but for the video preset)."""
     t, d = cfg.train, cfg.data
     every = {"doc": (DocumentStream(d, seed), t.doc_batch, t.doc_weight),
-             "pair": (PairStream(d, seed + 1), t.pair_batch, t.pair_weight)}
+             "pair": (PairStream(d, seed + 1), t.pair_batch, t.pair_weight),
+             "video": (VideoStream(d, seed + 2), t.video_batch, t.video_weight)}
     return {name: v for name, v in every.items() if v[2] > 0}
 
 
@@ -258,10 +259,10 @@ def setup_flamingo(run, cfg, device, seed):
 
     names = list(data)
 
-    def load(step):  # one batch from each dataset (documents in length groups; pairs are all about 10 tokens)
+    def load(step):  # one batch from each dataset (documents in length groups; pairs and clips have short texts)
         # round_robin: only dataset step % n, which then sees 1/n of the updates (and of the samples)
         chosen = names if t.mixing == "accumulate" else [names[step % len(names)]]
-        return {name: batch(data[name][0], step, data[name][1], device, groups=1 if name == "pair" else LENGTH_GROUPS)
+        return {name: batch(data[name][0], step, data[name][1], device, groups=LENGTH_GROUPS if name == "doc" else 1)
                 for name in chosen}
 
     def stream_loss(groups):  # the mean over every scored token of one dataset's batch

@@ -12,12 +12,14 @@
 # %%
 import json
 import os
+import shutil
 
 import torch
 import torch.nn.functional as F
 
 from flamingo_min import ablate, evaluate, train
 from flamingo_min.config import from_dict
+from flamingo_min.errors import CheckpointError
 from flamingo_min.masking import cross_attention_mask
 from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
 from toy_data import TOKENIZER, TextCorpus
@@ -39,8 +41,15 @@ else:
             f"train.lm_steps={steps[0]}", f"train.vision_steps={steps[1]}", f"train.flamingo_steps={steps[2]}",
             "train.lm_batch=4", "train.vision_batch=16", "train.doc_batch=4", "train.pair_batch=4",
             f"train.eval_episodes={steps[3]}"]
-    ablate.run(FOLDER, "quick", tiny, only=("baseline", "ungated", "all-images"), seeds=1,
-               progress=False, say=lambda s: print("  trained", s))
+    def miniature():
+        ablate.run(FOLDER, "quick", tiny, only=("baseline", "ungated", "all-images"), seeds=1,
+                   progress=False, say=lambda s: print("  trained", s))
+
+    try:
+        miniature()
+    except CheckpointError:   # made by another configuration or version of this code: start afresh
+        shutil.rmtree(FOLDER)
+        miniature()
 with open(os.path.join(FOLDER, "ablations.json")) as f:
     table = json.load(f)
 rows = table["variants"]

@@ -1,5 +1,5 @@
 """Every lesson runs top to bottom (fast mode), in order: lesson 8 reads the run lesson 7 trains; lesson 9 runs a
-miniature ablate of its own."""
+miniature ablate of its own, lesson 10 a miniature video run."""
 import glob
 import os
 import subprocess
@@ -11,8 +11,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSONS = sorted(glob.glob(os.path.join(ROOT, "lessons", "[0-9][0-9]_*.py")))
 
 
-def test_there_are_nine_lessons():
-    assert len(LESSONS) == 9
+def test_there_are_ten_lessons():
+    assert len(LESSONS) == 10
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[os.path.basename(p) for p in LESSONS])

@@ -6,8 +6,12 @@ shape combination (shapes.HELD_OUT), and no stream with images uses an evaluatio
 
 Formats (paper section 2.3: `<image>` where an image stood, `<EOC>` ending each chunk):
     text      <bos> a big red circle at top-left . what colour ? red . <eos> red dax . blue wug . red dax . <eos> ...
+              (the video preset's text adds `a red circle moves up : moves up .`)
     pair      <bos> <image> a big red circle at top-left <EOC>
     document  <bos> <image> chunk <EOC> <image> chunk <EOC> ...   1 to max_images images, one hidden task per document
+    video     <bos> <image> a red circle moves left <EOC>         a clip (clips.py) where `<image>` stands, or a
+              <bos> <image> moves up <EOC> <image> moves left <EOC> ...   document of 2 to video_max_clips clips
+`<image>` marks one media item, a still or a clip, as in the paper: the mask and the LM need not know which it is.
 
 Document tasks: caption; question (one attribute per document); count; infer (bare answers about one hidden attribute:
 `<image> red <EOC> <image> blue <EOC>`); bind (a per-document mapping from one attribute's values to nonce words,
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .clips import EVENTS, draw_clip, render_clip_groups
 from .shapes import (COLOURS, COUNTS, PLURALS, POSITIONS, SHAPES, SIZES, TRAIN_COMBOS, Obj, Scene, describe,
                      render_groups)
 from .settings import check, knob
@@ -35,7 +40,8 @@ VALUES = {"colour": COLOURS, "shape": SHAPES, "size": SIZES, "position": POSITIO
 QUESTION = {"colour": "what colour ?", "shape": "what shape ?", "size": "what size ?", "position": "where ?",
             "count": "how many ?"}
 DOC_TASKS = ("caption", "question", "count", "infer", "bind")
-TEXT_KINDS = ("caption", "qa", "bind", "concept", "infer")
+TEXT_KINDS = ("caption", "qa", "bind", "concept", "infer", "event")
+VIDEO_DOCS = ("clip", "events", "direction")  # one captioned clip; a document of captioned clips; of movers' directions
 BIND_PREFIX = ":"  # `<image> : dax <EOC>`: two positions that see the image, as `red circle dax .` has two words
 LONGEST_CHUNK = 8  # "<image> a big red circle at top-left <EOC>"
 BIND_CHUNK = 4     # "<image> : dax <EOC>"
@@ -62,6 +68,9 @@ class DataConfig:
     w_count: float = knob(1.0, lo=0)
     w_infer: float = knob(2.0, lo=0)
     w_bind: float = knob(2.0, lo=0)        # binding scores only repeated labels, ~4 tokens a document
+    # Clips (the video stream, read by the bridge's stage only; `train.video_weight` puts it in the mixture).
+    clip_frames: int = knob(4, lo=2, stage="flamingo")      # F, even: each clip's event happens halfway
+    video_max_clips: int = knob(4, lo=2, stage="flamingo")  # per video document
 
     def __post_init__(self):
         check(self, "data")
@@ -82,6 +91,13 @@ class DataConfig:
         if need > self.max_len:
             raise ValueError(f"data.bind_max_images={self.bind_max_images} needs up to {need} tokens but "
                              f"data.max_len={self.max_len}: raise data.max_len or lower data.bind_max_images")
+        if self.clip_frames % 2:
+            raise ValueError(f"data.clip_frames={self.clip_frames}: give an even number (a clip's event happens "
+                             "halfway, so that the clip played backwards shows the opposite event)")
+        need = 1 + self.video_max_clips * LONGEST_CHUNK
+        if need > self.max_len:
+            raise ValueError(f"data.video_max_clips={self.video_max_clips} needs up to {need} tokens but "
+                             f"data.max_len={self.max_len}: raise data.max_len or lower data.video_max_clips")
         if sum(getattr(self, "w_" + t) for t in DOC_TASKS) == 0:
             raise ValueError("the mixture weights data.w_* are all 0: give at least one task a positive weight")
 
@@ -90,9 +106,9 @@ class DataConfig:
 class Sample:
     tokens: torch.Tensor      # (T,) long
     loss_mask: torch.Tensor   # (T,) bool: True where token t is a scored target
-    images: torch.Tensor      # (N, 3, H, W), N = 0 for text
+    images: torch.Tensor      # (N, 3, H, W), N = 0 for text; clips (N, F, 3, H, W)
     task: str
-    scenes: tuple = ()
+    scenes: tuple = ()        # a Scene per image, or a clips.Clip per clip
 
 
 @dataclass(frozen=True)
@@ -201,6 +217,12 @@ class TextCorpus(_Stream):
             a = rng.choice(ATTRIBUTES)
             scene = attribute_scene(rng, a)
             return f"{caption(scene)} . {QUESTION[a]} {describe(scene)[a]} ."
+        if kind == "event":  # what clips will show, then what happened again: `a red circle moves up : moves up .`
+            # The repeat is what makes the LM tell `up` from `down`: in captions alone they fill the very same slot,
+            # and the frozen LM gave them near-equal embeddings (measured: up/down confused 26 times in 50, left/right,
+            # which position questions make it copy, 2 in 50).
+            clip = draw_clip(rng, self.cfg.clip_frames)
+            return f"{clip.caption} : {clip.event} ."
         if kind == "infer":  # text-only task inference: the answers show which attribute is wanted
             a = rng.choice(ATTRIBUTES)
             scenes = [attribute_scene(rng, a) for _ in range(rng.randint(2, 6))]
@@ -337,6 +359,35 @@ class DocumentStream(_Stream):
         return scenes, chunks, scored
 
 
+class VideoStream(_Stream):
+    """Clips with text (our video-text data; the paper's VTP): a clip and its caption, or a document of 2 to
+    video_max_clips clips, each followed by its caption or, in a document of movers, by where it goes. Every token
+    but `<bos>` and `<image>` is scored; a sample's images are its clips' frames, (N, F, 3, H, W).
+
+    A document holds clips or stills, never both (our choice): a batch's media then share one shape, and nothing is
+    padded to F frames. The model itself takes either (tests/test_video.py: an image is exactly a 1-frame clip)."""
+    code = 4
+
+    def draft(self, i):
+        rng = self._start(i)
+        c = self.cfg
+        task = rng.choice(VIDEO_DOCS)
+        n = 1 if task == "clip" else rng.randint(2, c.video_max_clips)
+        movers = [e for e in EVENTS if e.startswith("moves")]
+        clips = [draw_clip(rng, c.clip_frames, event=rng.choice(movers) if task == "direction" else None)
+                 for _ in range(n)]
+        chunks = [f"<image> {clip.event if task == 'direction' else clip.caption} <EOC>" for clip in clips]
+        tokens, mask = _assemble(chunks, [[1] * LONGEST_CHUNK] * n)
+        return self._draft(tokens, mask, f"video {task}", clips, i)
+
+    def render(self, drafts):
+        """As for stills: every draft's frames drawn in one call, each draft from its own seed."""
+        c = self.cfg
+        groups = [(d.scenes, torch.Generator().manual_seed(d.image_seed)) for d in drafts]
+        clips = render_clip_groups(groups, c.image_size, colour_jitter=c.colour_jitter, noise=c.noise)
+        return [Sample(d.tokens, d.loss_mask, x, d.task, d.scenes) for d, x in zip(drafts, clips)]
+
+
 def bind_look(rng, attribute, value, combos=TRAIN_COMBOS):
     """The unbound attributes of one bound value, drawn once per document: a dict of fixed attribute indices."""
     if attribute == "count":
@@ -356,17 +407,22 @@ def bind_scene(rng, attribute, value, look, combos=TRAIN_COMBOS):
 
 
 def collate(samples, pad_id=TOKENIZER.pad_id):
-    """Right-pad a list of Samples: ids (B, T), loss_mask (B, T), images (B, N, 3, H, W), counts (B,)."""
+    """Right-pad a list of Samples: ids (B, T), loss_mask (B, T), images (B, N, 3, H, W) (clips: (B, N, F, 3, H, W)),
+    counts (B,)."""
     T = max(len(s.tokens) for s in samples)
     N = max(len(s.images) for s in samples)
     B = len(samples)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
     mask = torch.zeros(B, T, dtype=torch.bool)
-    H = samples[0].images.shape[-1]
-    images = torch.zeros(B, N, 3, H, H)
+    shapes = {s.images.shape[1:] for s in samples if len(s.images)} or {samples[0].images.shape[1:]}
+    if len(shapes) > 1:
+        raise ValueError(f"one batch holds media of shapes {sorted(map(tuple, shapes))}: batch stills and clips "
+                         "(or clips of different lengths) separately")
+    images = torch.zeros(B, N, *shapes.pop())
     for b, s in enumerate(samples):
         ids[b, : len(s.tokens)] = s.tokens
         mask[b, : len(s.tokens)] = s.loss_mask
-        images[b, : len(s.images)] = s.images
+        if len(s.images):
+            images[b, : len(s.images)] = s.images
     counts = torch.tensor([len(s.images) for s in samples])
     return ids, mask, images, counts

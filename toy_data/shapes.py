@@ -47,6 +47,11 @@ class Obj:
     colour: int
     size: int
     cell: int  # 0..8, row-major from top-left
+    # Where a frame of a clip has the object between cells or between sizes (toy_data/clips.py): an offset from its
+    # cell's centre in [-1, 1] units, and a factor on its size's radius. Stills keep the defaults.
+    dx: float = 0.0
+    dy: float = 0.0
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,8 @@ def render(scenes, size=32, generator=None, jitter=0.06, colour_jitter=0.04, noi
 
 
 def render_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02):
-    """Render several groups of scenes in one batched call: groups is a list of (scenes, generator, grey).
+    """Render several groups of scenes in one batched call: groups is a list of (scenes, generator, grey). A scene is
+    anything with `objects`, which may be empty: a frame of a clip may show nothing (clips.Frame).
 
     Each group draws its randomness from its own generator, in the order `render` would, so a group's pixels are the
     same whether it is rendered alone or with others (a training sample stays a pure function of its seed). Returns
@@ -109,20 +115,22 @@ def render_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02):
     # One row per object (M in all) and the image it belongs to: no padding, no wasted SDF evaluations.
     objs, draws, owner_base = [], [], 0
     for scenes, generator, grey in groups:
-        rows = [(owner_base + b, o.shape, o.colour, o.size, o.cell, grey) for b, sc in enumerate(scenes)
-                for o in sc.objects]
+        rows = [(owner_base + b, o.shape, o.colour, o.size, o.cell, grey, o.dx, o.dy, o.scale)
+                for b, sc in enumerate(scenes) for o in sc.objects]
         m = len(rows)
         draws.append((torch.rand(m, generator=generator), torch.rand(m, generator=generator),
                       torch.rand(m, 3, generator=generator),
                       torch.randn(len(scenes), 3, size, size, generator=generator) if noise > 0 else None))
         objs += rows
         owner_base += len(scenes)
-    owner, shape, colour, sz, cell, colourless = torch.tensor(objs).unbind(-1)  # each (M,)
     M, B = len(objs), owner_base
+    owner, shape, colour, sz, cell, colourless = torch.tensor([o[:6] for o in objs], dtype=torch.long).view(
+        M, 6).unbind(-1)                                                         # each (M,)
+    dx, dy, scale = torch.tensor([o[6:] for o in objs], dtype=torch.float).view(M, 3).unbind(-1)
     jx, jy, jc = (torch.cat([d[k] for d in draws]) for k in range(3))           # (M,), (M,), (M, 3)
-    r = torch.tensor(RADII)[sz]                                                  # (M,)
-    cx = ((cell % 3).float() - 1) * CELL + jitter * (2 * jx - 1)
-    cy = ((cell // 3).float() - 1) * CELL + jitter * (2 * jy - 1)
+    r = torch.tensor(RADII)[sz] * scale                                          # (M,)
+    cx = ((cell % 3).float() - 1) * CELL + jitter * (2 * jx - 1) + dx
+    cy = ((cell // 3).float() - 1) * CELL + jitter * (2 * jy - 1) + dy
     rgb = torch.where(colourless.bool()[:, None], torch.full((M, 3), GREY), RGB[colour])   # (M, 3)
     rgb = rgb + colour_jitter * (2 * jc - 1)
 

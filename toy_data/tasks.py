@@ -12,6 +12,9 @@ Tasks, with the chunk each support example contributes (the query chunk stops wh
     question  <image> what colour ? red <EOC>
     caption   <image> a big red circle at top-left <EOC>
     count     <image> how many ? three <EOC>
+and on clips (clips.py; `<image>` stands for a clip), for models trained with them:
+    direction <image> moves left <EOC>                  where a moving shape goes: read the frames in order
+    event     <image> a red circle moves left <EOC>     what happens; one distractor is the clip played backwards
 
 Shot counts (`SHOTS`, the keys of eval.json): "none" is the query alone, no example at all; "0" is the paper's
 zero-shot, two text-only examples of the task (no image) before the query; "k" is k image-text examples. Shots up to
@@ -21,12 +24,15 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
+from .clips import DIRECTIONS, EVENTS, clip_candidates, draw_clip
 from .documents import (ATTRIBUTES, BIND_PREFIX, QUESTION, VALUES, DataConfig, attribute_scene, bind_look, bind_scene,
                         caption)
 from .shapes import COLOURS, EVAL_COMBOS, POSITIONS, SHAPES, SIZES, Scene, describe
 from .vocab import EVAL_NONCE
 
-TASKS = ("infer", "bind", "match", "question", "caption", "count")
+TASKS = ("infer", "bind", "match", "question", "caption", "count")   # on stills
+VIDEO_TASKS = ("direction", "event")                                   # on clips
+ALL_TASKS = TASKS + VIDEO_TASKS
 NO_CONTEXT = "none"
 SHOTS = (NO_CONTEXT, "0", "1", "2", "4", "8", "16")
 INFER_ANSWERS = tuple(w for a in ATTRIBUTES for w in VALUES[a])
@@ -53,7 +59,7 @@ def check_shots(shots):
 
 @dataclass(frozen=True)
 class Example:
-    scene: Scene
+    scene: Scene  # or a clips.Clip
     prefix: str   # words between <image> and the answer ("" or a question)
     answer: str
 
@@ -120,9 +126,11 @@ def build_prompt(support, query, text_examples=()):
 def make_episode(task, seed, cfg=DataConfig(), pool_size=32, combos=EVAL_COMBOS):
     """One episode of `task`, a pure function of seed; ways and attributes come from the data config.
     pool_size >= the largest shot count you will ask for."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
+    if task not in ALL_TASKS:
+        raise ValueError(f"unknown task {task!r}: choose from {', '.join(ALL_TASKS)}")
     rng = random.Random(seed)
+    if task in VIDEO_TASKS:
+        return _video_episode(task, rng, seed, cfg, pool_size, combos)
     if task in ("bind", "match"):
         a = rng.choice(cfg.bind_attributes)
         values = rng.sample(range(len(VALUES[a])), cfg.ways)
@@ -152,6 +160,22 @@ def make_episode(task, seed, cfg=DataConfig(), pool_size=32, combos=EVAL_COMBOS)
     return Episode(task, a, pool, query, tuple(candidates), tuple(text), seed)
 
 
+def _video_episode(task, rng, seed, cfg, pool_size, combos):
+    movers = [e for e in EVENTS if e.startswith("moves")]
+
+    def example():
+        if task == "direction":
+            clip = draw_clip(rng, cfg.clip_frames, combos, event=rng.choice(movers))
+            return Example(clip, "moves", clip.event.split()[1])
+        clip = draw_clip(rng, cfg.clip_frames, combos)
+        return Example(clip, "", clip.caption)
+
+    examples = [example() for _ in range(pool_size + 3)]
+    pool, query, text = examples[:pool_size], examples[pool_size], examples[pool_size + 1:]
+    candidates = tuple(DIRECTIONS) if task == "direction" else clip_candidates(query.scene, rng)
+    return Episode(task, task, pool, query, tuple(candidates), tuple(text), seed)
+
+
 def caption_candidates(scene, rng):
     """The true caption and three distractors that each change one attribute (colour, shape, size or position)."""
     d = describe(scene)
@@ -176,7 +200,8 @@ def token_f1(prediction, truth):
 
 
 def score(task, prediction, truth, mode="open"):
-    """One answer's score: token F1 for open-ended captions, exact match otherwise (every close-ended answer)."""
+    """One answer's score: token F1 for open-ended captions, exact match otherwise (every close-ended answer, and an
+    event's caption: the one word that says which way the clip runs is the point, and F1 would give it 80%)."""
     if prediction is None:
         return 0.0
     return token_f1(prediction, truth) if task == "caption" and mode == "open" else float(prediction.strip() == truth)

@@ -18,6 +18,7 @@ PAD, BOS, EOS, IMAGE, EOC = "<pad>", "<bos>", "<eos>", "<image>", "<EOC>"
 SPECIALS = (PAD, BOS, EOS, IMAGE, EOC)
 
 GRAMMAR = ("a", "at", "what", "colour", "shape", "size", "where", "how", "many", "?", ".", ":")
+EVENT_WORDS = ("moves", "up", "down", "grows", "shrinks", "turns", "appears", "disappears")  # clips.py; + left, right
 EVAL_NONCE = ("tiv", "vop", "wez", "yok", "zorb", "glim", "fidge", "jick")
 N_TRAIN_NONCE = 200
 
@@ -31,10 +32,11 @@ def _syllables(n, taken):
 
 _CLASSIC = ("dax", "wug", "blick", "fep", "toma", "zib", "kiki", "bouba", "gazzer", "lorp", "mib", "nup", "pilk",
             "quib", "rask", "sprock")
-_OTHERS = SPECIALS + GRAMMAR + COLOURS + SHAPES + PLURALS + SIZES + POSITIONS + COUNTS + EVAL_NONCE + _CLASSIC
+_OTHERS = SPECIALS + GRAMMAR + COLOURS + SHAPES + PLURALS + SIZES + POSITIONS + COUNTS + EVENT_WORDS + EVAL_NONCE + \
+    _CLASSIC
 TRAIN_NONCE = _CLASSIC + _syllables(N_TRAIN_NONCE - len(_CLASSIC), set(_OTHERS))
 NONCE = TRAIN_NONCE + EVAL_NONCE
-WORDS = SPECIALS + GRAMMAR + COLOURS + SHAPES + PLURALS + SIZES + POSITIONS + COUNTS + NONCE
+WORDS = SPECIALS + GRAMMAR + COLOURS + SHAPES + PLURALS + SIZES + POSITIONS + COUNTS + EVENT_WORDS + NONCE
 
 
 class Tokenizer:

@@ -221,7 +221,7 @@ def parser():
                            f"{part}.{f.name} ({shown(f.default)}; {describe(f)})" for part, f in settable()) + ".")
     t.add_argument("--preset", default="default", choices=list(PRESETS),
                    help="quick: ~1 min on 2 CPU cores; default: ~8 min, the reference run; video: the default plus "
-                   "clips (moving, growing, turning shapes) and the video tasks, ~11 min; large: one GPU")
+                   "clips (moving, growing, turning shapes) and the video tasks, ~10 min; large: one GPU")
     t.add_argument("--out", help="run folder (default runs/PRESET)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set train.flamingo_steps=300 --set data.ways=4 (repeatable)")

@@ -154,10 +154,10 @@ def answer(model, eps, chunk, shot, media, pooled, selection, beams):
     return opened, closed, shown
 
 
-def tasks_for(model_cfg):
+def tasks_for(model_cfg, data_cfg):
     """The tasks a model is evaluated on by default: the still-image tasks, and the clip tasks when it has temporal
-    embeddings for more than one frame."""
-    return ALL_TASKS if model_cfg.max_frames > 1 else TASKS
+    embeddings for every frame of a clip."""
+    return ALL_TASKS if model_cfg.max_frames >= data_cfg.clip_frames else TASKS
 
 
 def check_request(model, data_cfg, tasks, shots, episodes, beams, selection, batch_size):
@@ -191,9 +191,9 @@ def check_request(model, data_cfg, tasks, shots, episodes, beams, selection, bat
 @torch.no_grad()
 def evaluate(model, data_cfg, shots=SHOTS, episodes=200, seed=0, tasks=None, beams=3, selection="random",
              batch_size=100, progress=None):
-    """Scores per task, mode and shot key, in eval.json's schema. tasks: default tasks_for(model.cfg). progress: a
-    callable(str) or None."""
-    tasks = tasks_for(model.cfg) if tasks is None else tasks
+    """Scores per task, mode and shot key, in eval.json's schema. tasks: default tasks_for(model.cfg, data_cfg).
+    progress: a callable(str) or None."""
+    tasks = tasks_for(model.cfg, data_cfg) if tasks is None else tasks
     shots = check_request(model, data_cfg, tasks, shots, episodes, beams, selection, batch_size)
     model.eval()
     results = {}

@@ -10,7 +10,7 @@
 # or disappears. Every clip played backwards shows the opposite event, from the very same frames: a model that does
 # not know the frames' order cannot tell `moves left` from `moves right`. This lesson measures that on a trained model.
 #
-# It uses `runs/video` if you have trained it (`python main.py train --preset video`, about 11 minutes on 2 cores),
+# It uses `runs/video` if you have trained it (`python main.py train --preset video`, about 10 minutes on 2 cores),
 # else a miniature run of its own, trained here in seconds: far too small to learn much, so expect numbers near chance.
 
 # %%

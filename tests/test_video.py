@@ -179,7 +179,9 @@ def test_video_preset_trains_on_clips_and_is_evaluated_on_them():
     cfg = make_config("video")
     assert cfg.model.max_frames == FRAMES and "event" in cfg.data.text_mix
     assert "video" in datasets(cfg, 0) and "video" not in datasets(make_config("default"), 0)
-    assert tasks_for(cfg.model) == TASKS + VIDEO_TASKS and tasks_for(make_config("default").model) == TASKS
+    assert tasks_for(cfg.model, cfg.data) == TASKS + VIDEO_TASKS
+    assert tasks_for(make_config("default").model, cfg.data) == TASKS
+    assert tasks_for(replace(cfg.model, max_frames=2), cfg.data) == TASKS   # too few temporal embeddings
 
 
 @pytest.mark.parametrize("task", VIDEO_TASKS)

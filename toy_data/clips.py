@@ -90,7 +90,6 @@ def draw_clip(rng, frames=4, combos=TRAIN_COMBOS, event=None):
         t, late = k / (frames - 1), 2 * k >= frames                # time in [0, 1]; in the second half
         actor = Obj(shape, colour, size, cell)
         if event.startswith("moves"):
-            ux, uy = DIRECTIONS[event.split()[1]]
             actor = replace(actor, dx=ux * SPAN * (2 * t - 1), dy=uy * SPAN * (2 * t - 1))
         elif event in ("grows", "shrinks"):
             grown = t if event == "grows" else 1 - t

@@ -46,22 +46,40 @@ def listed(text):
 
 # --- the commands ----------------------------------------------------------------------------------------------------
 def cmd_train(a):
-    from flamingo_min import evaluate, plots
+    from flamingo_min import distributed as dist
     from flamingo_min.config import make_config
-    from flamingo_min.files import atomic_write
     from flamingo_min.errors import ConfigError
-    from flamingo_min.train import load_lm, load_run, read_metrics, run_stage, stages, start_run
+    from flamingo_min.train import run_stage, stages, start_run
     cfg = make_config(a.preset, a.set)
     if a.stage and a.stage not in stages(cfg):
         raise ConfigError(f"--stage {a.stage}: this configuration has no {a.stage} stage (train.lm_mode="
                           f"{cfg.train.lm_mode}, train.vision_mode={cfg.train.vision_mode})")
     out = a.out or os.path.join("runs", a.preset)
-    device = pick_device(a.device)
-    start_run(out, cfg)
-    print(f"run folder {out}: preset {a.preset}, seed {a.seed}, device {device}", file=sys.stderr)
-    times, losses = {}, {}
-    for stage in [a.stage] if a.stage else stages(cfg):
-        times[stage] = run_stage(out, stage, cfg, a.seed, device)["elapsed"]
+    # Under torchrun: join the other processes (each its own GPU, or gloo on the CPU); rank 0 alone writes.
+    device = dist.setup(a.device) or pick_device(a.device)
+    try:
+        dist.check_batches(cfg)
+        start_run(out, cfg, write=dist.is_main())   # every process checks the folder: all stop alike on an error
+        if dist.is_main():
+            print(f"run folder {out}: preset {a.preset}, seed {a.seed}, device {device}" +
+                  (f", {dist.world()} processes" if dist.world() > 1 else ""), file=sys.stderr)
+        dist.barrier()
+        times = {stage: run_stage(out, stage, cfg, a.seed, device)["elapsed"]
+                 for stage in ([a.stage] if a.stage else stages(cfg))}
+    finally:
+        dist.teardown()
+    if dist.launched() and os.environ["RANK"] != "0":
+        return 0
+    finish_run(a, out, cfg, times, device)
+
+
+def finish_run(a, out, cfg, times, device):
+    """The summary, plots and evaluation of a trained run (one process: under torchrun, rank 0 after the others)."""
+    from flamingo_min import evaluate, plots
+    from flamingo_min.files import atomic_write
+    from flamingo_min.train import load_lm, load_run, read_metrics
+    losses = {}
+    for stage in times:
         last = [m for m in read_metrics(out) if m["stage"] == stage]
         losses[stage] = last[-1]["loss"] if last else float("nan")
     metrics = read_metrics(out)
@@ -182,7 +200,7 @@ def cmd_bench(a):
     from flamingo_min.files import atomic_write, check_writable
     check_writable(os.path.join(a.out, "bench.json"))
     say = (lambda s: None) if a.json else (lambda s: print(f"  {s}", file=sys.stderr))
-    result = bench.run(pick_device(a.device), repeats=a.repeats, quick=a.quick, progress=say)
+    result = bench.run(pick_device(a.device), repeats=a.repeats, quick=a.quick, progress=say, compile=not a.no_compile)
     picture = bench.plot(result)
     atomic_write(os.path.join(a.out, "bench.json"), json.dumps(result, indent=1).encode())
     atomic_write(os.path.join(a.out, "bench.png"), picture)
@@ -298,6 +316,8 @@ def parser():
     b.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.png")
     b.add_argument("--repeats", type=whole(1), default=7, help="timed repeats per measurement (median)")
     b.add_argument("--quick", action="store_true", help="fewer scaling points")
+    b.add_argument("--no-compile", action="store_true", help="leave out the compiled step and recipe (compiling "
+                   "takes minutes on a small CPU)")
     b.add_argument("--json", action="store_true", help="print bench.json instead of the table")
     b.set_defaults(fn=cmd_bench)
     return p

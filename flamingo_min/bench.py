@@ -10,10 +10,18 @@
 3. Utilisation: model FLOPs per second (torch's FLOP counter) over the dense matrix-multiply throughput measured on
    the same machine in the same run.
 4. Inference: latency of one k-shot captioning episode, with the KV cache and by recomputing the prefix.
+5. Compiled: the training step of section 1 again, ours and the peer's, after torch.compile of every repeated block
+   (train.compile_blocks; the peer's resampler and gated blocks), with the time the first call took to compile.
+6. The recipe: a few real steps of each stage (data, forward, backward, AdamW: `train.run_stage` on a scratch folder),
+   eager and compiled, and the whole default recipe's training time projected from them, compile time included.
 
-Every timing is a median over interleaved repeats after warm-up; ratios compare numbers from the same run.
+Every timing is a median over interleaved repeats after warm-up; ratios compare numbers from the same run. Sections 5
+and 6 compile (minutes on a small CPU); `--no-compile` leaves them out.
 """
+import json
+import os
 import statistics
+import tempfile
 import time
 from contextlib import contextmanager
 
@@ -25,7 +33,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from toy_data import TOKENIZER, DataConfig, DocumentStream, build_prompt, make_episode, render
 from toy_data.documents import collate
 
-from .config import ModelConfig
+from . import train
+from .config import ModelConfig, make_config
 from .evaluate import left_pad
 from .flamingo import Flamingo
 from .lm import Cache
@@ -150,18 +159,77 @@ def training_step(model, cfg, data, device, repeats, progress, batch=32):
     ids, _, images, counts = (x.to(device) for x in _batch(data, batch))
     tokens, n_img = int((ids != TOKENIZER.pad_id).sum()), int(counts.sum())
     fns = {"ours": train_step_fn(model, params, ids, images)}
+    peer = None
     try:
         peer = PeerBridge(model, cfg).to(device).train()
         fns["flamingo-pytorch"] = train_step_fn(model, list(peer.proj.parameters()) + list(
             peer.resampler.parameters()) + list(peer.xattn.parameters()), ids, images, forward=peer)
     except ImportError:
         progress("flamingo-pytorch is not installed (pip install flamingo-pytorch==0.1.2): its column is left out")
+    return step_table(fns, tokens, n_img, device, repeats, progress, "train step"), fns["ours"], (fns, tokens, n_img,
+                                                                                                    peer)
+
+
+def step_table(fns, tokens, n_img, device, repeats, progress, what):
     step = interleaved(fns, device, repeats)
     out = {k: {"seconds": t, "tokens_per_s": tokens / t, "images_per_s": n_img / t} for k, t in step.items()}
     if "flamingo-pytorch" in step:
         out["speedup"] = step["flamingo-pytorch"] / step["ours"]
-    progress("train step: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in step.items()))
-    return out, fns["ours"]
+    progress(f"{what}: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in step.items()))
+    return out
+
+
+def compiled_step(model, fns, tokens, n_img, peer, device, repeats, progress):
+    """Section 1's steps after torch.compile of every repeated block, ours and the peer's (the frozen LM and encoder
+    they share are compiled once, for both); the seconds each step's first call took, compiling."""
+    torch._dynamo.reset()   # forget graphs compiled earlier in this process: the first call compiles afresh
+    train.compile_blocks(model)
+    if peer is not None:
+        for m in [peer.resampler, *peer.xattn]:
+            m.compile()
+    first = {}
+    for k, fn in fns.items():
+        progress(f"compiling {k} ...")
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        first[k] = time.perf_counter() - t0
+    out = step_table(fns, tokens, n_img, device, repeats, progress, "compiled train step")
+    for k, t in first.items():
+        out[k]["compile_s"] = t
+    return out
+
+
+def recipe(device, compile_too, steps=8, progress=print):
+    """A few real steps of each stage of the default recipe, eager and (compile_too) compiled: seconds per step, the
+    seconds the first steps took beyond that (compiling, warming up), and the whole recipe's training time projected
+    from them. The default configuration's widths and batches, on a scratch folder that is deleted afterwards."""
+    full = make_config("default").train
+    counts = {"lm": full.lm_steps, "vision": full.vision_steps, "flamingo": full.flamingo_steps}
+    modes = ("off", "default") if compile_too else ("off",)
+    out = {}
+    for mode in modes:
+        cfg = make_config("default", [f"train.{s}_steps={steps}" for s in train.STAGES] + [
+            "train.log_every=1", f"train.ckpt_every={steps}", f"train.compile={mode}"])
+        torch._dynamo.reset()
+        with tempfile.TemporaryDirectory() as run:
+            train.start_run(run, cfg)
+            for stage in train.STAGES:
+                progress(f"recipe: {stage} stage, compile={mode}")
+                train.run_stage(run, stage, cfg, device=device, progress=False)
+            times = {}
+            for m in train.read_metrics(run):
+                times.setdefault(m["stage"], []).append(m["time"])
+        row = {}
+        for stage, t in times.items():   # "time": seconds since the stage began, at the end of each step
+            per_step = (t[-1] - t[2]) / (len(t) - 3)
+            row[stage] = {"step_s": per_step, "first_steps_extra_s": t[2] - 3 * per_step,
+                          "projected_s": counts[stage] * per_step + max(0.0, t[2] - 3 * per_step)}
+        row["total_s"] = sum(v["projected_s"] for v in row.values())
+        out["eager" if mode == "off" else "compiled"] = row
+    if "compiled" in out:
+        out["speedup"] = out["eager"]["total_s"] / out["compiled"]["total_s"]
+    return out
 
 
 def utilisation(step_fn, seconds, device):
@@ -237,34 +305,50 @@ def inference(model, data, device, repeats, shots=8, new=8):
             "same_tokens": cached() == recompute()}
 
 
-def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print, cfg=None, batch=32):
-    """Every section, at the default configuration (or `cfg`, e.g. a tiny one for tests)."""
+def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print, cfg=None, batch=32, compile=True,
+        recipe_steps=8):
+    """Every section, at the default configuration (or `cfg`, e.g. a tiny one for tests). compile=False leaves out
+    the compiled sections."""
     cfg, data = cfg or ModelConfig(), DataConfig()
     torch.manual_seed(0)
     model = Flamingo(cfg).to(device).train()
     out = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
-    out["train_step"], step_fn = training_step(model, cfg, data, device, repeats, progress, batch)
+    out["train_step"], step_fn, eager = training_step(model, cfg, data, device, repeats, progress, batch)
     out["utilisation"] = utilisation(step_fn, out["train_step"]["ours"]["seconds"], device)
     out["scaling"] = scaling(model, cfg, device, repeats, sizes=(16, 32) if quick else (16, 32, 64),
                              counts=(1, 4) if quick else (1, 2, 4, 8, 16),
                              lengths=(32, 64) if quick else (32, 64, 128, 256))
     progress("scaling done")
     out["inference"] = inference(model, data, device, repeats)
+    out["recipe"] = recipe(device, compile, recipe_steps, progress)
+    if compile:   # last: it compiles the model in place
+        out["compiled_step"] = compiled_step(model, *eager, device, repeats, progress)
+        out["compiled_utilisation"] = out["utilisation"]["fraction"] * out["train_step"]["ours"]["seconds"] / \
+            out["compiled_step"]["ours"]["seconds"]
     return out
 
 
 def table(r):
-    lines = [f"device {r['device']} ({r['threads']} threads), torch {r['torch']}", "",
-             "training step, default configuration (32 documents):"]
-    for k, v in r["train_step"].items():
-        if k != "speedup":
-            lines.append(f"  {k:<18} {v['seconds'] * 1e3:8.1f} ms  {v['tokens_per_s']:9.0f} tokens/s  "
-                         f"{v['images_per_s']:7.0f} images/s")
-    if "speedup" in r["train_step"]:
-        lines.append(f"  ours is {r['train_step']['speedup']:.2f}x flamingo-pytorch's throughput")
+    lines = [f"device {r['device']} ({r['threads']} threads), torch {r['torch']}", ""]
+    for key, title in (("train_step", "eager"), ("compiled_step", "compiled (torch.compile of every block)")):
+        if key not in r:
+            continue
+        lines.append(f"training step, default configuration (32 documents), {title}:")
+        for k, v in r[key].items():
+            if k != "speedup":
+                lines.append(f"  {k:<18} {v['seconds'] * 1e3:8.1f} ms  {v['tokens_per_s']:9.0f} tokens/s  "
+                             f"{v['images_per_s']:7.0f} images/s" + (f"  (first call {v['compile_s']:.0f} s)"
+                                                                       if "compile_s" in v else ""))
+        if "speedup" in r[key]:
+            lines.append(f"  ours is {r[key]['speedup']:.2f}x flamingo-pytorch's throughput")
+    if "compiled_step" in r:
+        c, e = r["compiled_step"], r["train_step"]
+        lines.append("  compiled over eager: " + ", ".join(f"{k} {e[k]['seconds'] / c[k]['seconds']:.2f}x"
+                                                          for k in c if k != "speedup"))
     u = r["utilisation"]
     lines += ["", f"utilisation: {u['model_flops_per_s'] / 1e9:.1f} GFLOP/s of model work, matmul peak "
-              f"{u['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s -> {u['fraction']:.1%}", ""]
+              f"{u['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s -> {u['fraction']:.1%} eager" +
+              (f", {r['compiled_utilisation']:.1%} compiled" if "compiled_utilisation" in r else ""), ""]
     for knob, rows in r["scaling"].items():
         lines.append(f"scaling with {knob.replace('_', ' ')} (B=8; others at T=48, N=4, 32 px):")
         for k, v in rows.items():
@@ -275,6 +359,14 @@ def table(r):
     lines += ["", f"inference, {i['shots']}-shot caption episode ({i['prompt_tokens']} prompt tokens, "
               f"{i['new_tokens']} new): KV cache {i['kv_cache_s'] * 1e3:.1f} ms, recompute "
               f"{i['recompute_s'] * 1e3:.1f} ms ({i['speedup']:.1f}x)"]
+    rc = r["recipe"]
+    lines += ["", "the default recipe, from a few real steps of each stage (data, forward, backward, AdamW):"]
+    for mode, row in rc.items():
+        if mode != "speedup":
+            lines.append(f"  {mode:<9}" + "  ".join(f"{s} {row[s]['step_s'] * 1e3:5.0f} ms/step" for s in train.STAGES)
+                         + f"  -> {row['total_s'] / 60:4.1f} min of training (first steps' extra time included)")
+    if "speedup" in rc:
+        lines.append(f"  the whole recipe compiled: {rc['speedup']:.2f}x eager")
     return "\n".join(lines)
 
 

@@ -116,6 +116,11 @@ class TrainConfig:
     flamingo_cool_down: bool = knob(True, stage=BRIDGE)
     weight_decay: float = knob(0.0, lo=0)   # the paper uses 0 for the resampler; we use 0 for every stage
     clip: float = knob(1.0, lo=1e-6)
+    # torch.compile of the repeated blocks (train.compile_blocks): the same numbers within float tolerance. Off by
+    # default: on the 2-core CPU it took 67 s to compile and then ran the bridge's step at 0.97x eager (README:
+    # speed). reduce-overhead adds CUDA graphs, for a GPU step bound by kernel launches. Not part of a checkpoint's
+    # identity: a run may resume with another value.
+    compile: str = choice("off", ("off", "default", "reduce-overhead"), runtime=True)
     ckpt_every: int = knob(100, lo=1)
     log_every: int = knob(10, lo=1)
     eval_episodes: int = knob(200, lo=1)

@@ -97,12 +97,12 @@ def episodes_for(task, n, data_cfg, seed, pool_size=32):
     return [make_episode(task, base + j, data_cfg, pool_size) for j in range(n)]
 
 
-def episode_images(ep, data_cfg):
+def episode_images(ep, data_cfg, device=None):
     """Every picture of an episode, the pool's then the query's: (P+1, 3, H, W), or (P+1, F, 3, H, W) for clips, from
-    the episode's own seed and with the training data's noise and colour jitter."""
+    the episode's own seed and with the training data's noise and colour jitter; drawn on `device`."""
     return render_media([x.scene for x in ep.pool] + [ep.query.scene], data_cfg.image_size,
                         torch.Generator().manual_seed(ep.seed), colour_jitter=data_cfg.colour_jitter,
-                        noise=data_cfg.noise)
+                        noise=data_cfg.noise, device=device)
 
 
 @torch.no_grad()
@@ -112,7 +112,7 @@ def episode_media(model, episodes, data_cfg):
     device = next(model.parameters()).device
     media, pooled = [], []
     for ep in episodes:
-        feats = model.encode(episode_images(ep, data_cfg)[None].to(device))            # (1, P+1, [F,] S, Dv)
+        feats = model.encode(episode_images(ep, data_cfg, device)[None])               # (1, P+1, [F,] S, Dv)
         media.append(model.perceive(feats)[0])
         pooled.append(feats[0].flatten(1, -2).mean(1))                               # (P+1, Dv)
     return torch.stack(media), torch.stack(pooled)

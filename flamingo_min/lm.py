@@ -114,17 +114,18 @@ class LM(nn.Module):
         """
         weight = self.embed.weight if embed_weight is None else embed_weight
         B, T = ids.shape
+        padded = valid is not None                                               # known without reading the device
         valid = torch.ones_like(ids, dtype=torch.bool) if valid is None else valid
         past = cache.valid if cache is not None else valid[:, :0]                # (B, P)
         all_valid = torch.cat([past, valid], dim=1)                              # (B, P+T)
         pos = (all_valid.long().cumsum(1) - 1).clamp(min=0)[:, past.shape[1]:]   # (B, T): real tokens before t
-        if int(pos.max()) >= self.context:
+        if past.shape[1] + T > self.context and int(pos.max()) >= self.context:  # the shape first: no device read
             raise ValueError(f"sequence of {int(pos.max()) + 1} tokens exceeds the LM's context of {self.context}: "
                              "use fewer shots or raise model.context (and retrain the LM)")
         prev_valid = all_valid[:, past.shape[1] - 1: -1] if past.shape[1] else torch.cat(
             [torch.zeros_like(valid[:, :1]), valid[:, :-1]], dim=1)               # (B, T): is t-1 a real token?
         mask = None  # plain causal attention, the fast path, when nothing is padded or cached
-        if cache is not None or not bool(valid.all()):
+        if cache is not None or (padded and not bool(valid.all())):
             P = past.shape[1]
             key = torch.arange(P + T, device=ids.device)                             # (P+T,)
             query = torch.arange(P, P + T, device=ids.device)[:, None]               # (T, 1)

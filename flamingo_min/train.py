@@ -33,12 +33,15 @@ from tqdm import tqdm
 from toy_data import TOKENIZER, DocumentStream, PairStream, TextCorpus
 from toy_data.documents import VideoStream, collate
 
+from . import distributed as dist
 from .config import from_dict, settable, to_dict
-from .encoder import ContrastiveModel
+from .encoder import ContrastiveModel, VisionEncoder
 from .errors import CheckpointError, ConfigError, TrainingError
 from .files import check_writable, load_checkpoint, save_checkpoint, write_text
 from .flamingo import Flamingo
-from .lm import LM
+from .lm import LM, Block
+from .resampler import ResamplerLayer
+from .xattn import GatedCrossAttention
 
 STAGES = ("lm", "vision", "flamingo")
 LENGTH_GROUPS = 2  # document batches run in this many length groups (see `batch`); measured in the closing notes
@@ -71,7 +74,8 @@ def _comparable(cfg_dict, stage):
     d = json.loads(json.dumps(cfg_dict))  # tuples -> lists, as they come back from a checkpoint
     for part, f in settable():
         reader = f.metadata.get("stage")
-        if (reader and reader not in DEPENDS[stage]) or f.name in ("eval_episodes", "eval_shots"):
+        if (reader and reader not in DEPENDS[stage]) or f.name in ("eval_episodes", "eval_shots") or \
+                f.metadata.get("runtime"):
             d.get(part, {}).pop(f.name, None)
     return d
 
@@ -89,11 +93,14 @@ def check_config(saved, cfg, path, stage="flamingo"):
                               "config.json).")
 
 
-def start_run(run, cfg):
-    """Check every checkpoint already in `run` against cfg, then (and only then) record cfg in config.json."""
+def start_run(run, cfg, write=True):
+    """Check every checkpoint already in `run` against cfg, then (and only then, if `write`) record cfg in
+    config.json."""
     for stage in STAGES:
         if os.path.exists(ckpt_path(run, stage)):
             check_config(load_checkpoint(ckpt_path(run, stage))["config"], cfg, ckpt_path(run, stage), stage)
+    if not write:
+        return
     path = os.path.join(run, "config.json")
     check_writable(path)
     write_text(json.dumps(to_dict(cfg), indent=1), path)
@@ -133,16 +140,23 @@ def next_token_loss(logits, ids, loss_mask, reduction="mean"):
 
 
 def batch(stream, step, size, device, groups=1):
-    """Samples [step*size, (step+1)*size) of a stream as `groups` collated batches of (ids, mask, images, counts).
+    """Samples [step*size, (step+1)*size) of a stream as `groups` collated batches of (ids, mask, images, counts):
+    this process's slice of them under torchrun (distributed.shard), its pictures drawn on `device`.
 
     With groups > 1 the samples are sorted by length first, so that each group is padded to its own longest sample:
     documents run from 5 to 41 tokens, and one batch padded to its longest is half padding (47% of its tokens real;
     68% in two groups). A loss over the groups is the same loss, summed over tokens, then divided once."""
-    samples = stream.batch(range(step * size, (step + 1) * size))
+    samples = stream.batch(dist.shard(range(step * size, (step + 1) * size)), device)
     if groups > 1:
         samples.sort(key=lambda s: len(s.tokens))
-    k = -(-size // groups)
-    return [tuple(x.to(device) for x in collate(samples[i:i + k])) for i in range(0, size, k)]
+    k = -(-len(samples) // groups)
+    return [tuple(x.to(device) for x in collate(samples[i:i + k])) for i in range(0, len(samples), k)]
+
+
+def mean_loss(total, scored):
+    """A sum of token losses over this process's rows -> its share of the mean over every process's scored tokens.
+    DistributedDataParallel averages gradients over the N processes, hence the factor N (1 without torchrun)."""
+    return total * dist.world() / dist.global_sum(scored)
 
 
 def caption_ids(ids):
@@ -171,8 +185,8 @@ def setup_lm(run, cfg, device, seed):
     def step_loss(data):
         ids, mask, _, _ = data
         with autocast(device):
-            loss = next_token_loss(model(ids), ids, mask)
-        return loss, {}
+            loss = next_token_loss(model(ids), ids, mask, "sum")
+        return mean_loss(loss, mask[:, 1:].sum()), {}
 
     return model, list(model.parameters()), load, step_loss, t.lm_steps, t.lm_lr, True
 
@@ -186,19 +200,26 @@ def setup_vision(run, cfg, device, seed):
         # A quarter random pairs, a quarter their minimal-pair twins (one attribute changed: hard negatives), half
         # colourless pairs (colour augmentation: shape must be read from the outline). See toy_data/documents.py.
         # Without train.vision_hard_pairs, random pairs only (an ablation: the shortcut the hard pairs remove).
+        # Under torchrun each process draws the pictures of its slice of every kind; the captions of the whole batch
+        # are cheap, and every process reads them all, in the order the processes' images are gathered in.
         q = t.vision_batch // 4
         quarter = range(step * q, (step + 1) * q)
         grey = range(step * 2 * q, (step + 1) * 2 * q)
         kinds = (("pair", quarter), ("twin", quarter), ("grey", grey)) if t.vision_hard_pairs else \
             (("pair", range(step * 4 * q, (step + 1) * 4 * q)),)
-        drafts = [pairs.draft(i, kind) for kind, span in kinds for i in span]
-        ids, _, images, _ = (x.to(device) for x in collate(pairs.render(drafts)))
-        return images[:, 0], caption_ids(ids)
+        slices = [[pairs.draft(i, kind) for kind, span in kinds for i in span[r * len(span) // n:
+                                                                                (r + 1) * len(span) // n]]
+                  for n in [dist.world()] for r in range(n)]
+        mine = slices[dist.rank()]
+        words = [d.tokens for s in slices for d in s]
+        ids = torch.nn.utils.rnn.pad_sequence(words, batch_first=True, padding_value=TOKENIZER.pad_id)
+        images = collate(pairs.render(mine, device))[2]
+        return images[:, 0].to(device), caption_ids(ids.to(device))
 
     def step_loss(data):
         with autocast(device):
-            loss = model.loss(*data)
-        return loss, {"temperature": 1 / model.logit_scale.exp().item()}
+            loss = model.loss(*data, gather=dist.gather)
+        return loss, {"temperature": 1 / model.logit_scale.detach().exp()}
 
     return model, list(model.parameters()), load, step_loss, t.vision_steps, t.vision_lr, True
 
@@ -269,15 +290,16 @@ def setup_flamingo(run, cfg, device, seed):
         total, scored = 0.0, 0
         for ids, mask, images, counts in groups:
             features = model.encode(images, counts)        # frozen: computed without autograd, once per image
-            with autocast(device):
-                total = total + next_token_loss(model(ids, features=features, counts=counts), ids, mask, "sum")
-            scored += int(mask[:, 1:].sum())
-        return total / scored
+            with autocast(device):  # check=False: the streams make valid batches (tested), and checks read the device
+                logits = model(ids, features=features, counts=counts, check=False)
+                total = total + next_token_loss(logits, ids, mask, "sum")
+            scored = scored + mask[:, 1:].sum()
+        return mean_loss(total, scored)
 
     def step_loss(batches):  # the datasets' weighted losses, summed: accumulation across datasets
         losses = {name: stream_loss(groups) for name, groups in batches.items()}
         total = sum(data[name][2] * loss for name, loss in losses.items())
-        return total, {**{f"loss_{name}": loss.item() for name, loss in losses.items()}, **model.gates()}
+        return total, {**{f"loss_{name}": loss.detach() for name, loss in losses.items()}, **model.gate_values()}
 
     # The gates start at 0, so nothing behind them gets a gradient until they move, and Adam moves a scalar by about
     # lr per step: at toy scale (hundreds of steps, not the paper's 500k) they would barely open. The gate scalars
@@ -307,9 +329,33 @@ def learning_rate_fraction(step, steps, warmup, cool_down):
     return frac
 
 
+def compile_blocks(model, mode="default"):
+    """torch.compile, in place, every repeated block of a model: LM blocks, gated layers, resampler layers, the CNN.
+    Blocks, not the whole forward: their shapes are all a batch changes, and the checks and the per-row picking of
+    real images between them stay eager, so nothing breaks a graph."""
+    for m in model.modules():
+        if isinstance(m, (Block, GatedCrossAttention, ResamplerLayer)):
+            m.compile(mode=mode)
+        elif isinstance(m, VisionEncoder):
+            m.net.compile(mode=mode)
+    return model
+
+
+class Objective(torch.nn.Module):
+    """A stage's loss as the forward of a module that holds the model, so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, model, step_loss):
+        super().__init__()
+        self.model, self.step_loss = model, step_loss
+
+    def forward(self, data):
+        return self.step_loss(data)
+
+
 def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True, stop_after=None):
     """Train one stage to its end, resuming from its checkpoint if there is one. Returns its final checkpoint dict.
 
+    Under torchrun every process runs this; rank 0 alone writes the checkpoint and the log (distributed.py).
     stop_after: stop (without marking the stage done) once this many steps are finished; tests use it.
     """
     path = ckpt_path(run, stage)
@@ -318,9 +364,14 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         check_config(saved["config"], cfg, path, stage)
         if saved["done"]:
             return saved
+    dist.check_batches(cfg)
+    main = dist.is_main()
     torch.manual_seed(seed + STAGES.index(stage))
     model, params, load, step_loss, steps, lr, cool_down = SETUP[stage](run, cfg, device, seed)
     t = cfg.train
+    if t.compile != "off":
+        compile_blocks(model, t.compile)
+    objective = dist.wrap(Objective(model, step_loss), device)
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=t.weight_decay)
     params = [p for g in opt.param_groups for p in g["params"]]
     start, elapsed = 0, 0.0
@@ -329,41 +380,48 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         opt.load_state_dict(saved["optim"])
         torch.set_rng_state(saved["rng"])
         start, elapsed = saved["step"], saved["elapsed"]
-        trim_metrics(run, stage, start)
+        if main:
+            trim_metrics(run, stage, start)
 
     def checkpoint(step, done):
-        save_checkpoint({"stage": stage, "step": step, "done": done, "config": to_dict(cfg), "seed": seed,
-                         "model": model.state_dict(), "optim": opt.state_dict(), "rng": torch.get_rng_state(),
-                         "elapsed": elapsed + time.perf_counter() - t0}, path)
+        if main:
+            save_checkpoint({"stage": stage, "step": step, "done": done, "config": to_dict(cfg), "seed": seed,
+                             "model": model.state_dict(), "optim": opt.state_dict(), "rng": torch.get_rng_state(),
+                             "elapsed": elapsed + time.perf_counter() - t0}, path)
 
     model.train()
     t0 = time.perf_counter()
-    bar = tqdm(range(start, steps), desc=f"{stage:>8}", initial=start, total=steps, disable=not progress,
-               unit="step", dynamic_ncols=True, leave=True)
+    bar = tqdm(range(start, steps), desc=f"{stage:>8}", initial=start, total=steps,
+               unit="step", dynamic_ncols=True, leave=True, disable=not (progress and main))
     step = start - 1
     # (Building the next batch in a background thread was measured slower on 2 cores: 270 vs 200 ms a step.)
     for step in bar:
         frac = learning_rate_fraction(step, steps, t.warmup, cool_down)
         for g in opt.param_groups:
             g["lr"] = lr * frac * g.get("lr_mult", 1.0)
-        loss, extra = step_loss(load(step))
-        if not torch.isfinite(loss):
-            raise TrainingError(f"stage {stage}: the loss became {loss.item()} at step {step}. The last good "
+        loss, extra = objective(load(step))
+        # The loss every process together computed (its mean over processes; a process's own loss is its share), read
+        # once a step: every process then stops together on a non-finite loss, before the optimiser step.
+        both = dist.global_sum(torch.stack([loss.detach(), *extra.values()]).float()) / dist.world()
+        if not torch.isfinite(both[0]):
+            raise TrainingError(f"stage {stage}: the loss became {both[0].item()} at step {step}. The last good "
                                 f"checkpoint ({path}) is intact; lower train.{stage}_lr or check the data settings.")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, t.clip)
         opt.step()
-        if step % t.log_every == 0 or step == steps - 1:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            log_metrics(run, {"stage": stage, "step": step, "loss": loss.item(), "lr": lr * frac,
-                              "time": round(elapsed + time.perf_counter() - t0, 2), **extra})
+        if main and (step % t.log_every == 0 or step == steps - 1):
+            values = both.tolist()
+            bar.set_postfix(loss=f"{values[0]:.3f}")
+            log_metrics(run, {"stage": stage, "step": step, "loss": values[0], "lr": lr * frac,
+                              "time": round(elapsed + time.perf_counter() - t0, 2), **dict(zip(extra, values[1:]))})
         if stop_after is not None and step + 1 >= stop_after:
             break
         if (step + 1) % t.ckpt_every == 0 and step + 1 < steps:
             checkpoint(step + 1, done=False)
     bar.close()
     checkpoint(step + 1, done=step + 1 == steps)
+    dist.barrier()  # the other processes read this checkpoint next (the next stage, the evaluation)
     return load_checkpoint(path)
 
 

@@ -51,7 +51,7 @@ class GatedCrossAttention(nn.Module):
     def attend(self, x, media, mask):
         """Masked cross-attention, before its gate: x (B, T, D), media (B, M, D), mask (B, T, M) -> (B, T, D)."""
         sees = mask.any(dim=-1, keepdim=True)                                     # (B, T, 1): any image before t?
-        if media.shape[1] == 0 or not bool(sees.any()):
+        if media.shape[1] == 0:
             return torch.zeros_like(x)
         q = rearrange(self.q(self.ln_q(x)), "b t (h d) -> b h t d", h=self.n_heads)
         k, v = rearrange(self.kv(self.ln_kv(media)), "b m (two h d) -> two b h m d", two=2, h=self.n_heads)

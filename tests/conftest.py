@@ -59,11 +59,16 @@ def tiny_run(tmp_path_factory):
 
 
 def kill_when_written(cmd, path, env, timeout=300):
-    """Start cmd, SIGKILL it the moment `path` exists; assert it was killed, not finished."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    """Start cmd, SIGKILL it (and every process it started: torchrun's workers) the moment `path` exists; assert it
+    was killed, not finished."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
     deadline = time.time() + timeout
     while not os.path.exists(path) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:   # it had already finished
+        pass
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, f"{cmd[2]} finished before it could be killed"

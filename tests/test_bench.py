@@ -5,12 +5,16 @@ import importlib.util
 import torch
 
 from conftest import TINY
-from flamingo_min import bench
+from flamingo_min import bench, train
 
 
 def test_bench_sections_and_their_guarantees():
-    r = bench.run(torch.device("cpu"), repeats=1, quick=True, progress=lambda s: None, cfg=TINY, batch=4)
-    assert set(r) >= {"train_step", "utilisation", "scaling", "inference"}
+    r = bench.run(torch.device("cpu"), repeats=1, quick=True, progress=lambda s: None, cfg=TINY, batch=4,
+                  compile=False, recipe_steps=4)
+    assert set(r) >= {"train_step", "utilisation", "scaling", "inference", "recipe"}
+    assert "compiled_step" not in r and set(r["recipe"]) == {"eager"}     # compiled sections: tests/test_train.py
+    eager = r["recipe"]["eager"]
+    assert eager["total_s"] == sum(eager[s]["projected_s"] for s in train.STAGES) > 0
     peer = importlib.util.find_spec("flamingo_pytorch") is not None
     assert ("flamingo-pytorch" in r["train_step"]) == peer == ("speedup" in r["train_step"])
     res, txt, img = r["scaling"]["resolution"], r["scaling"]["text_length"], r["scaling"]["images"]
@@ -24,7 +28,7 @@ def test_bench_sections_and_their_guarantees():
     u = r["utilisation"]
     assert u["fraction"] == u["model_flops_per_s"] / u["matmul_flops_per_s"] > 0
     text = bench.table(r)
-    assert all(w in text for w in ("training step", "utilisation", "scaling with resolution", "inference"))
+    assert all(w in text for w in ("training step", "utilisation", "scaling with resolution", "inference", "recipe"))
     assert bench.plot(r)[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -80,6 +80,25 @@ def test_flamingo_stage_resumes_exactly(tiny_run, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_compiled_blocks_train_the_same_numbers_and_resume_eager(tiny_run, tmp_path):
+    """train.compile changes the speed, never the numbers (float tolerance), and is no part of a run's identity: a
+    compiled run resumes eager."""
+    runs = {}
+    for mode in ("off", "default"):
+        run = str(tmp_path / mode)
+        os.makedirs(run)
+        for s in ("lm", "vision"):
+            os.link(train.ckpt_path(tiny_run, s), train.ckpt_path(run, s))
+        train.run_stage(run, "flamingo", make_config("quick", TINY + [f"train.compile={mode}"]), progress=False,
+                        stop_after=4)
+        runs[mode] = train.read_metrics(run)
+    assert len(runs["off"]) == len(runs["default"]) == 4
+    for a, b in zip(runs["off"], runs["default"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["xattn0"] == pytest.approx(b["xattn0"], rel=1e-4)
+    train.run_stage(str(tmp_path / "default"), "flamingo", CFG, progress=False)     # eager, from the compiled run
+    assert train.load_checkpoint(train.ckpt_path(str(tmp_path / "default"), "flamingo"))["done"]
+
+
 def test_clear_failures_leave_the_last_checkpoint_intact(tiny_run, tmp_path, monkeypatch):
     run = str(tmp_path)
     with pytest.raises(CheckpointError, match="no finished 'lm' stage"):

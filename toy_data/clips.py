@@ -102,10 +102,10 @@ def draw_clip(rng, frames=4, combos=TRAIN_COMBOS, event=None):
     return Clip(tuple(out), colour, shape, said)
 
 
-def render_clip_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02):
+def render_clip_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02, device=None):
     """As shapes.render_groups, for groups of (clips, generator): one (B_g, F, 3, size, size) tensor per group."""
     flat = [([f for clip in clips for f in clip.frames], generator, False) for clips, generator in groups]
-    pictures = render_groups(flat, size, jitter, colour_jitter, noise)
+    pictures = render_groups(flat, size, jitter, colour_jitter, noise, device)
     return [p.unflatten(0, (len(clips), -1)) for p, (clips, _) in zip(pictures, groups)]
 
 

@@ -102,13 +102,17 @@ def render(scenes, size=32, generator=None, jitter=0.06, colour_jitter=0.04, noi
     return render_groups([(scenes, generator, grey)], size, jitter, colour_jitter, noise)[0]
 
 
-def render_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02):
+def render_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02, device=None):
     """Render several groups of scenes in one batched call: groups is a list of (scenes, generator, grey). A scene is
     anything with `objects`, which may be empty: a frame of a clip may show nothing (clips.Frame).
 
     Each group draws its randomness from its own generator, in the order `render` would, so a group's pixels are the
     same whether it is rendered alone or with others (a training sample stays a pure function of its seed). Returns
     one (B_g, 3, size, size) tensor per group.
+
+    device: where the pixels are computed (default the CPU). The random draws are always made on the CPU, from the
+    groups' generators, so a sample's picture is the same on every device up to float rounding; on a GPU only those
+    few numbers cross over, and the signed distances, coverage and noise are computed there.
     """
     if size < 16:
         raise ValueError(f"image size {size} is too small to tell shapes apart; use 16 or more")
@@ -124,20 +128,21 @@ def render_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02):
         objs += rows
         owner_base += len(scenes)
     M, B = len(objs), owner_base
+    dev = torch.device("cpu") if device is None else torch.device(device)
     owner, shape, colour, sz, cell, colourless = torch.tensor([o[:6] for o in objs], dtype=torch.long).view(
-        M, 6).unbind(-1)                                                         # each (M,)
-    dx, dy, scale = torch.tensor([o[6:] for o in objs], dtype=torch.float).view(M, 3).unbind(-1)
-    jx, jy, jc = (torch.cat([d[k] for d in draws]) for k in range(3))           # (M,), (M,), (M, 3)
-    r = torch.tensor(RADII)[sz] * scale                                          # (M,)
+        M, 6).to(dev).unbind(-1)                                                 # each (M,)
+    dx, dy, scale = torch.tensor([o[6:] for o in objs], dtype=torch.float).view(M, 3).to(dev).unbind(-1)
+    jx, jy, jc = (torch.cat([d[k] for d in draws]).to(dev) for k in range(3))  # (M,), (M,), (M, 3)
+    r = torch.tensor(RADII, device=dev)[sz] * scale                              # (M,)
     cx = ((cell % 3).float() - 1) * CELL + jitter * (2 * jx - 1) + dx
     cy = ((cell // 3).float() - 1) * CELL + jitter * (2 * jy - 1) + dy
-    rgb = torch.where(colourless.bool()[:, None], torch.full((M, 3), GREY), RGB[colour])   # (M, 3)
+    rgb = torch.where(colourless.bool()[:, None], torch.full((M, 3), GREY, device=dev), RGB.to(dev)[colour])  # (M, 3)
     rgb = rgb + colour_jitter * (2 * jc - 1)
 
-    axis = (torch.arange(size) + 0.5) / size * 2 - 1                             # pixel centres in [-1, 1]
+    axis = (torch.arange(size, device=dev) + 0.5) / size * 2 - 1                             # pixel centres in [-1, 1]
     x = ((axis.view(1, 1, size) - cx.view(M, 1, 1)) / r.view(M, 1, 1)).expand(M, size, size)  # (M, H, W), unit frame
     y = ((axis.view(1, size, 1) - cy.view(M, 1, 1)) / r.view(M, 1, 1)).expand(M, size, size)
-    d = torch.empty(M, size, size)
+    d = torch.empty(M, size, size, device=dev)
     for s, sdf in enumerate(SDF):  # evaluate each shape's SDF only on the objects that have that shape
         idx = (shape == s).nonzero().squeeze(1)
         if len(idx):
@@ -146,11 +151,11 @@ def render_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02):
     alpha = (0.5 - d * r.view(M, 1, 1) / pixel).clamp(0, 1)                      # (M, H, W) coverage
 
     # Objects sit in distinct cells and do not overlap, so coverage and paint simply add up per image.
-    cover = torch.zeros(B, size, size).index_add_(0, owner, alpha)              # (B, H, W)
-    paint = torch.zeros(B, 3, size, size).index_add_(0, owner, alpha[:, None] * rgb[:, :, None, None])
+    cover = torch.zeros(B, size, size, device=dev).index_add_(0, owner, alpha)  # (B, H, W)
+    paint = torch.zeros(B, 3, size, size, device=dev).index_add_(0, owner, alpha[:, None] * rgb[:, :, None, None])
     img = BACKGROUND * (1 - cover.clamp(max=1))[:, None] + paint                # (B, 3, H, W)
     if noise > 0:
-        img = img + noise * torch.cat([d[3] for d in draws])
+        img = img + noise * torch.cat([d[3] for d in draws]).to(dev)
     return list(img.clamp(0, 1).split([len(g[0]) for g in groups]))
 
 

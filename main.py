@@ -234,7 +234,9 @@ def parser():
                        description="Runs every stage with no finished checkpoint in the run folder (lm: text-only "
                        "LM pretraining; vision: contrastive encoder pretraining; flamingo: freeze both and train the "
                        "resampler and gated cross-attention), then the few-shot evaluation. A killed run resumes from "
-                       "its last checkpoint when you rerun the same command.",
+                       "its last checkpoint when you rerun the same command. Several processes (data parallel, one "
+                       "per GPU, or gloo on the CPU): torchrun --nproc_per_node=N main.py train ... (README: more "
+                       "than one GPU).",
                        epilog="--set keys (default preset's value; what it accepts): " + "; ".join(
                            f"{part}.{f.name} ({shown(f.default)}; {describe(f)})" for part, f in settable()) + ".")
     t.add_argument("--preset", default="default", choices=list(PRESETS),

@@ -33,6 +33,9 @@ def setup(device_name="auto"):
     """Join the process group if torchrun started us; return this rank's device. cuda -> nccl on cuda:LOCAL_RANK."""
     if not launched():
         return None
+    if device_name == "mps":
+        raise ConfigError("torchrun runs its processes on the CPU (gloo) or on CUDA GPUs (nccl), not on MPS: use "
+                          "--device cpu, or one process without torchrun for MPS")
     use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")

@@ -32,8 +32,6 @@ class VisionEncoder(nn.Module):
             nn.Conv2d(width, width, 3, padding=1), norm(width), nn.GELU(),
             nn.Conv2d(width, width, 3, stride=2, padding=1),                            # H/4
         )
-        # Channels-last (NHWC) weights and inputs: oneDNN's faster convolution layout on the CPU (the same numbers).
-        self.net.to(memory_format=torch.channels_last)
 
     def forward(self, images):
         """images (B, 3, H, W) in [0, 1] -> features (B, S, Dv)."""
@@ -43,8 +41,7 @@ class VisionEncoder(nn.Module):
         ys = torch.linspace(-1, 1, H, device=images.device, dtype=images.dtype)
         xs = torch.linspace(-1, 1, W, device=images.device, dtype=images.dtype)
         coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij")).expand(B, 2, H, W)  # (B, 2, H, W)
-        x = torch.cat([images * 2 - 1, coords], dim=1).contiguous(memory_format=torch.channels_last)  # (B, 5, H, W)
-        grid = self.net(x)                                                                # (B, Dv, H/4, W/4)
+        grid = self.net(torch.cat([images * 2 - 1, coords], dim=1))                      # (B, Dv, H/4, W/4)
         return rearrange(grid, "b d h w -> b (h w) d")                                    # (B, S, Dv)
 
 

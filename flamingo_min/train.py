@@ -19,7 +19,9 @@ round_robin), a dataset's weight 0 to leave it out. A stage's checkpoint is chec
 depends on, so one pretrained LM and encoder serve every variant of the bridge.
 
 Every stage is one flat loop (`run_stage`): batch, loss, backward, clip, step, log, checkpoint. Sample i of every stream
-is a pure function of (seed, i) and step s reads samples [s*B, (s+1)*B), so a resumed run replays exactly.
+is a pure function of (seed, i) and step s reads samples [s*B, (s+1)*B), so a resumed run replays exactly. Under
+torchrun each process reads its slice of those samples and DistributedDataParallel averages the gradients
+(distributed.py): N processes train the model one process would, within float tolerance.
 """
 import json
 import math

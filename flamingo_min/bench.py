@@ -12,7 +12,7 @@
 4. Inference: latency of one k-shot captioning episode, with the KV cache and by recomputing the prefix.
 5. Compiled: the training step of section 1 again, ours and the peer's, after torch.compile of every repeated block
    (train.compile_blocks; the peer's resampler and gated blocks), with the time the first call took to compile.
-6. The recipe: a few real steps of each stage (data, forward, backward, AdamW: `train.run_stage` on a scratch folder),
+6. The recipe: 12 real steps of each stage (data, forward, backward, AdamW: `train.run_stage` on a scratch folder),
    eager and compiled, and the whole default recipe's training time projected from them, compile time included.
 
 Every timing is a median over interleaved repeats after warm-up; ratios compare numbers from the same run. Sections 5
@@ -46,7 +46,7 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def timed(fn, device, repeats, warmup=2):
+def timed(fn, device, repeats, warmup=2, summary=statistics.median):
     for _ in range(warmup):
         fn()
     times = []
@@ -56,7 +56,7 @@ def timed(fn, device, repeats, warmup=2):
         fn()
         sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return summary(times)
 
 
 def interleaved(fns, device, repeats, warmup=2):
@@ -140,9 +140,10 @@ def train_step_fn(model, params, ids, images, forward=None):
     return step
 
 
-def matmul_flops(device, n=1024, repeats=10):
+def matmul_flops(device, n=1024, repeats=30):
+    """The dense product's peak rate here and now: its fastest repeat (a peak, not a typical time)."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    t = timed(lambda: a @ b, device, repeats, warmup=3)
+    t = timed(lambda: a @ b, device, repeats, warmup=3, summary=min)
     return 2 * n ** 3 / t
 
 
@@ -200,7 +201,7 @@ def compiled_step(model, fns, tokens, n_img, peer, device, repeats, progress):
     return out
 
 
-def recipe(device, compile_too, steps=8, progress=print):
+def recipe(device, compile_too, steps=12, progress=print):
     """A few real steps of each stage of the default recipe, eager and (compile_too) compiled: seconds per step, the
     seconds the first steps took beyond that (compiling, warming up), and the whole recipe's training time projected
     from them. The default configuration's widths and batches, on a scratch folder that is deleted afterwards."""
@@ -306,7 +307,7 @@ def inference(model, data, device, repeats, shots=8, new=8):
 
 
 def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print, cfg=None, batch=32, compile=True,
-        recipe_steps=8):
+        recipe_steps=12):
     """Every section, at the default configuration (or `cfg`, e.g. a tiny one for tests). compile=False leaves out
     the compiled sections."""
     cfg, data = cfg or ModelConfig(), DataConfig()

@@ -209,14 +209,13 @@ def setup_vision(run, cfg, device, seed):
         grey = range(step * 2 * q, (step + 1) * 2 * q)
         kinds = (("pair", quarter), ("twin", quarter), ("grey", grey)) if t.vision_hard_pairs else \
             (("pair", range(step * 4 * q, (step + 1) * 4 * q)),)
-        slices = [[pairs.draft(i, kind) for kind, span in kinds for i in span[r * len(span) // n:
-                                                                                (r + 1) * len(span) // n]]
-                  for n in [dist.world()] for r in range(n)]
-        mine = slices[dist.rank()]
-        words = [d.tokens for s in slices for d in s]
+        n = dist.world()
+        part = lambda span, r: span[r * len(span) // n:(r + 1) * len(span) // n]              # process r's share
+        drafts = [[pairs.draft(i, kind) for kind, span in kinds for i in part(span, r)] for r in range(n)]
+        words = [d.tokens for mine in drafts for d in mine]                                    # every process's
         ids = torch.nn.utils.rnn.pad_sequence(words, batch_first=True, padding_value=TOKENIZER.pad_id)
-        images = collate(pairs.render(mine, device))[2]
-        return images[:, 0].to(device), caption_ids(ids.to(device))
+        images = collate(pairs.render(drafts[dist.rank()], device))[2]                         # this process's
+        return images[:, 0], caption_ids(ids.to(device))
 
     def step_loss(data):
         with autocast(device):
@@ -402,18 +401,18 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         for g in opt.param_groups:
             g["lr"] = lr * frac * g.get("lr_mult", 1.0)
         loss, extra = objective(load(step))
-        # The loss every process together computed (its mean over processes; a process's own loss is its share), read
-        # once a step: every process then stops together on a non-finite loss, before the optimiser step.
-        both = dist.global_sum(torch.stack([loss.detach(), *extra.values()]).float()) / dist.world()
-        if not torch.isfinite(both[0]):
-            raise TrainingError(f"stage {stage}: the loss became {both[0].item()} at step {step}. The last good "
+        # The loss of the whole batch (with N processes the mean of their shares) and the logged extras, read once a
+        # step: every process then stops together on a non-finite loss, before the optimiser step.
+        reported = dist.global_sum(torch.stack([loss.detach(), *extra.values()]).float()) / dist.world()
+        if not torch.isfinite(reported[0]):
+            raise TrainingError(f"stage {stage}: the loss became {reported[0].item()} at step {step}. The last good "
                                 f"checkpoint ({path}) is intact; lower train.{stage}_lr or check the data settings.")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, t.clip)
         opt.step()
         if main and (step % t.log_every == 0 or step == steps - 1):
-            values = both.tolist()
+            values = reported.tolist()
             bar.set_postfix(loss=f"{values[0]:.3f}")
             log_metrics(run, {"stage": stage, "step": step, "loss": values[0], "lr": lr * frac,
                               "time": round(elapsed + time.perf_counter() - t0, 2), **dict(zip(extra, values[1:]))})

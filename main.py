@@ -313,8 +313,10 @@ def parser():
     b = sub.add_parser("bench", parents=[device], help="speed, memory and scaling, with flamingo-pytorch side by side "
                        "if installed", description="Training-step throughput (ours and flamingo-pytorch 0.1.2's "
                        "modules at equal dimensions), scaling with resolution, images and text length, utilisation "
-                       "against measured matmul throughput, and k-shot inference latency with and without the KV "
-                       "cache.")
+                       "against measured matmul throughput, k-shot inference latency with and without the KV cache, "
+                       "the training step again with every block compiled, and the whole default recipe's training "
+                       "time projected from a few real steps of each stage, eager and compiled (about 2 minutes on "
+                       "2 CPU cores, most of it compiling).")
     b.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.png")
     b.add_argument("--repeats", type=whole(1), default=7, help="timed repeats per measurement (median)")
     b.add_argument("--quick", action="store_true", help="fewer scaling points")
@@ -330,6 +332,8 @@ def main(argv=None):
     from flamingo_min.errors import FlamingoError
     a = parser().parse_args(argv)
     try:
+        if "WORLD_SIZE" in os.environ and a.cmd != "train":   # torchrun would run N copies of it, side by side
+            raise FlamingoError(f"only `train` runs under torchrun; run `python main.py {a.cmd} ...` as one process")
         return a.fn(a) or 0
     except FlamingoError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -71,3 +71,11 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path):
     assert done.returncode != 0
     assert "train.doc_batch=5 does not split over 2 processes" in done.stderr
     assert not os.path.exists(train.ckpt_path(str(tmp_path), "lm"))
+
+
+def test_only_train_runs_under_torchrun(tmp_path):
+    env = dict(ENV, RANK="0", WORLD_SIZE="2")    # what torchrun sets in each process
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "data", "--out", str(tmp_path / "w.png")],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and "only `train` runs under torchrun" in done.stderr
+    assert not os.listdir(tmp_path)

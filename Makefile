@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: train quick seeds ablate video test lessons bench clean
+.PHONY: train quick seeds ablate video large test lessons bench clean
 
 # The pinned requirements, then this project itself in editable mode (no dependencies of its own to fetch), so that
 # lessons and scripts import flamingo_min, toy_data and lessons from anywhere.
@@ -29,6 +29,9 @@ ablate: $(VENV)/.installed     ## the paper's Table 3 at toy scale: 16 variants 
 
 video: $(VENV)/.installed      ## the reference run plus clips of moving shapes and the video tasks (~10 min on 2 cores)
 	$(PY) main.py train --preset video
+
+large: $(VENV)/.installed      ## one GPU: wider, deeper, longer (README: one GPU; not measured end to end yet)
+	$(PY) main.py train --preset large
 
 test: $(VENV)/.installed       ## the whole test suite, as CI runs it
 	$(PY) -m pytest -q

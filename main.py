@@ -56,11 +56,12 @@ def cmd_train(a):
                           f"{cfg.train.lm_mode}, train.vision_mode={cfg.train.vision_mode})")
     out = a.out or os.path.join("runs", a.preset)
     # Under torchrun: join the other processes (each its own GPU, or gloo on the CPU); rank 0 alone writes.
-    device = dist.setup(a.device) or pick_device(a.device)
+    device = dist.setup(pick_device(a.device))
+    writes = dist.is_main()   # rank 0 under torchrun; the one process otherwise
     try:
         dist.check_batches(cfg)
-        start_run(out, cfg, write=dist.is_main())   # every process checks the folder: all stop alike on an error
-        if dist.is_main():
+        start_run(out, cfg, write=writes)   # every process checks the folder: all stop alike on an error
+        if writes:
             print(f"run folder {out}: preset {a.preset}, seed {a.seed}, device {device}" +
                   (f", {dist.world()} processes" if dist.world() > 1 else ""), file=sys.stderr)
         dist.barrier()
@@ -68,7 +69,7 @@ def cmd_train(a):
                  for stage in ([a.stage] if a.stage else stages(cfg))}
     finally:
         dist.teardown()
-    if dist.launched() and os.environ["RANK"] != "0":
+    if not writes:
         return 0
     finish_run(a, out, cfg, times, device)
 
@@ -329,10 +330,11 @@ def parser():
 
 def main(argv=None):
     """Run one command; returns the exit status. Bad flags exit with status 2 (argparse)."""
+    from flamingo_min.distributed import launched
     from flamingo_min.errors import FlamingoError
     a = parser().parse_args(argv)
     try:
-        if "WORLD_SIZE" in os.environ and a.cmd != "train":   # torchrun would run N copies of it, side by side
+        if launched() and a.cmd != "train":   # torchrun would run N copies of it, side by side
             raise FlamingoError(f"only `train` runs under torchrun; run `python main.py {a.cmd} ...` as one process")
         return a.fn(a) or 0
     except FlamingoError as e:

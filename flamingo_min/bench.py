@@ -18,8 +18,6 @@
 Every timing is a median over interleaved repeats after warm-up; ratios compare numbers from the same run. Sections 5
 and 6 compile (minutes on a small CPU); `--no-compile` leaves them out.
 """
-import json
-import os
 import statistics
 import tempfile
 import time

@@ -117,9 +117,9 @@ class TrainConfig:
     weight_decay: float = knob(0.0, lo=0)   # the paper uses 0 for the resampler; we use 0 for every stage
     clip: float = knob(1.0, lo=1e-6)
     # torch.compile of the repeated blocks (train.compile_blocks): the same numbers within float tolerance. Off by
-    # default: on the 2-core CPU it took 67 s to compile and then ran the bridge's step at 0.97x eager (README:
-    # speed). reduce-overhead adds CUDA graphs, for a GPU step bound by kernel launches. Not part of a checkpoint's
-    # identity: a run may resume with another value.
+    # default: on the 2-core CPU the recipe's steps ran 0.90-1.04x eager after 72 s of compiling, 0.86x in all
+    # (README: speed on the CPU). reduce-overhead adds CUDA graphs, for a GPU step bound by kernel launches. Not part
+    # of a checkpoint's identity: a run may resume with another value.
     compile: str = choice("off", ("off", "default", "reduce-overhead"), runtime=True)
     ckpt_every: int = knob(100, lo=1)
     log_every: int = knob(10, lo=1)

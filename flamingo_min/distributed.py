@@ -29,21 +29,20 @@ def launched():
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def setup(device_name="auto"):
-    """Join the process group if torchrun started us; return this rank's device. cuda -> nccl on cuda:LOCAL_RANK."""
+def setup(device):
+    """Join the process group if torchrun started us (nccl for CUDA, gloo for the CPU); return this process's device:
+    the given one, or under torchrun with CUDA its own GPU, cuda:LOCAL_RANK."""
     if not launched():
-        return None
-    if device_name == "mps":
-        raise ConfigError("torchrun runs its processes on the CPU (gloo) or on CUDA GPUs (nccl), not on MPS: use "
-                          "--device cpu, or one process without torchrun for MPS")
-    use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
+        return device
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"torchrun runs its processes on the CPU (gloo) or on CUDA GPUs (nccl), not on "
+                          f"{device.type}: use --device cpu, or one process without torchrun")
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    if use_cuda:
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return torch.device("cpu")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    return device
 
 
 def teardown():
@@ -82,9 +81,12 @@ def check_batches(cfg):
                               "process reads an equal slice of each step's batch)")
 
 
-def shard(indices):
-    """This rank's contiguous slice of a step's global sample indices (or of any list)."""
-    n, r = world(), rank()
+def shard(indices, r=None):
+    """Process r's contiguous slice (default: this process's) of a step's global sample indices, or of any list. A
+    list that does not split evenly is refused: a sample would be dropped (check_batches names the setting)."""
+    n, r = world(), rank() if r is None else r
+    if len(indices) % n:
+        raise ValueError(f"{len(indices)} items do not split over {n} processes")
     k = len(indices) // n
     return indices[r * k:(r + 1) * k]
 

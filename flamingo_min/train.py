@@ -209,9 +209,8 @@ def setup_vision(run, cfg, device, seed):
         grey = range(step * 2 * q, (step + 1) * 2 * q)
         kinds = (("pair", quarter), ("twin", quarter), ("grey", grey)) if t.vision_hard_pairs else \
             (("pair", range(step * 4 * q, (step + 1) * 4 * q)),)
-        n = dist.world()
-        part = lambda span, r: span[r * len(span) // n:(r + 1) * len(span) // n]              # process r's share
-        drafts = [[pairs.draft(i, kind) for kind, span in kinds for i in part(span, r)] for r in range(n)]
+        drafts = [[pairs.draft(i, kind) for kind, span in kinds for i in dist.shard(span, r)]
+                  for r in range(dist.world())]
         words = [d.tokens for mine in drafts for d in mine]                                    # every process's
         ids = torch.nn.utils.rnn.pad_sequence(words, batch_first=True, padding_value=TOKENIZER.pad_id)
         images = collate(pairs.render(drafts[dist.rank()], device))[2]                         # this process's
@@ -365,7 +364,6 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         check_config(saved["config"], cfg, path, stage)
         if saved["done"]:
             return saved
-    dist.check_batches(cfg)
     main = dist.is_main()
     torch.manual_seed(seed + STAGES.index(stage))
     model, params, load, step_loss, steps, lr, cool_down = SETUP[stage](run, cfg, device, seed)

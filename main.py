@@ -7,6 +7,10 @@ import argparse
 import json
 import os
 import sys
+import textwrap
+
+if "OMP_WAIT_POLICY" not in os.environ:  # before torch loads OpenMP: see flamingo_min/__init__.py
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 
 # --- flag types: a bad value is refused by argparse, with its name, before any work ----------------------------------
@@ -177,23 +181,36 @@ def cmd_ablate(a):
 
 
 def cmd_check(a):
-    from lessons.exercises import EXERCISES, load, status
+    from flamingo_min.errors import FlamingoError
+    from lessons.exercises import EXERCISES, STUDENT, grade
     from lessons.exercises.hints import HINTS
-    module = load(a.file)
-    names = [a.exercise] if a.exercise else EXERCISES
+    paths = list(a.file)
+    if a.class_dir is not None:
+        if not os.path.isdir(a.class_dir):
+            raise FlamingoError(f"no folder {a.class_dir}: give the folder that holds the students' copies")
+        copies = sorted(os.path.join(a.class_dir, f) for f in os.listdir(a.class_dir) if f.endswith(".py"))
+        if not copies:
+            raise FlamingoError(f"{a.class_dir} holds no .py file: put each student's copy of student.py there")
+        paths += copies
+    paths = paths or [STUDENT]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FlamingoError(f"no exercise file {path}: give the path of a copy of lessons/exercises/student.py")
+    names = [a.exercise] if a.exercise else list(EXERCISES)
     if a.exercise and a.hint:
         print(f"hint for {a.exercise}: {HINTS[a.exercise]}")
-    results = {n: status(n, module) for n in names}
-    marks = {"done": "done", "failing": "FAILING", "not started": "not started"}
-    print(f"{'exercise':<22}{'status':<13}message")
-    for n, (state, msg) in results.items():
-        print(f"{n:<22}{marks[state]:<13}{msg.splitlines()[0] if msg else ''}")
-        for line in msg.splitlines()[1:]:
-            print(" " * 35 + line)
-    done = sum(s == "done" for s, _ in results.values())
-    print(f"\n{done}/{len(results)} done. Edit {os.path.relpath(module.__file__)}; "
-          "`python main.py check NAME --hint` for a hint.")
-    return 0 if done == len(results) else 1
+    records = grade.grade(paths, names, a.time_limit)
+    if a.json:
+        print(json.dumps(records, indent=1))
+    elif a.csv:
+        print(grade.to_csv(records, names), end="")
+    elif len(records) == 1 and a.class_dir is None:   # a student checking their own work
+        if records[0]["error"]:
+            raise FlamingoError(records[0]["error"])
+        print(grade.one_file_table(records[0], names))
+    else:
+        print(grade.class_table(records, names))
+    return 0 if grade.finished(records, names) else 1
 
 
 def cmd_bench(a):
@@ -201,12 +218,15 @@ def cmd_bench(a):
     from flamingo_min.files import atomic_write, check_writable
     check_writable(os.path.join(a.out, "bench.json"))
     say = (lambda s: None) if a.json else (lambda s: print(f"  {s}", file=sys.stderr))
-    result = bench.run(pick_device(a.device), repeats=a.repeats, quick=a.quick, progress=say, compile=not a.no_compile)
+    result = bench.run(pick_device(a.device), repeats=a.repeats, quick=a.quick, progress=say, compile=not a.no_compile,
+                       contend=not a.no_contention, profile_only=a.profile)
     picture = bench.plot(result)
     atomic_write(os.path.join(a.out, "bench.json"), json.dumps(result, indent=1).encode())
-    atomic_write(os.path.join(a.out, "bench.png"), picture)
-    print(json.dumps(result, indent=1) if a.json else bench.table(result) +
-          f"\nwritten {a.out}/bench.json and {a.out}/bench.png")
+    written = [f"{a.out}/bench.json"]
+    if picture is not None:
+        atomic_write(os.path.join(a.out, "bench.png"), picture)
+        written.append(f"{a.out}/bench.png")
+    print(json.dumps(result, indent=1) if a.json else bench.table(result) + f"\nwritten {' and '.join(written)}")
 
 
 # --- the parser ------------------------------------------------------------------------------------------------------
@@ -214,7 +234,7 @@ def parser():
     from flamingo_min.config import PRESETS, TrainConfig, settable
     from flamingo_min.evaluate import SELECTIONS
     from flamingo_min.train import STAGES
-    from lessons.exercises import EXERCISES
+    from lessons.exercises import EXERCISES, LIMIT_S
     from toy_data.settings import describe
     from toy_data.tasks import ALL_TASKS, SHOTS, TASKS, VIDEO_TASKS
 
@@ -232,14 +252,17 @@ def parser():
 
     t = sub.add_parser("train", parents=[seeded, device],
                        help="pretrain the LM, the vision encoder, then the bridge; then evaluate",
-                       description="Runs every stage with no finished checkpoint in the run folder (lm: text-only "
-                       "LM pretraining; vision: contrastive encoder pretraining; flamingo: freeze both and train the "
-                       "resampler and gated cross-attention), then the few-shot evaluation. A killed run resumes from "
-                       "its last checkpoint when you rerun the same command. Several processes (data parallel, one "
-                       "per GPU, or gloo on the CPU): torchrun --nproc_per_node=N main.py train ... (README: more "
-                       "than one GPU).",
-                       epilog="--set keys (default preset's value; what it accepts): " + "; ".join(
-                           f"{part}.{f.name} ({shown(f.default)}; {describe(f)})" for part, f in settable()) + ".")
+                       formatter_class=argparse.RawDescriptionHelpFormatter,   # the keys' table, one per line
+                       description=textwrap.fill(
+                           "Runs every stage with no finished checkpoint in the run folder (lm: text-only LM "
+                           "pretraining; vision: contrastive encoder pretraining; flamingo: freeze both and train the "
+                           "resampler and gated cross-attention), then the few-shot evaluation. A killed run resumes "
+                           "from its last checkpoint when you rerun the same command. Several processes (data "
+                           "parallel, one per GPU, or gloo on the CPU): torchrun --nproc_per_node=N main.py train ... "
+                           "(docs/performance.md).", 79),
+                       epilog="--set keys, with the default preset's value and what each accepts:\n" + "\n".join(
+                           f"  {part + '.' + f.name:<28} {shown(f.default):<18} {describe(f)}"
+                           for part, f in settable()))
     t.add_argument("--preset", default="default", choices=list(PRESETS),
                    help="quick: ~1 min on 2 CPU cores; default: ~8 min, the reference run; video: the default plus "
                    "clips (moving, growing, turning shapes) and the video tasks, ~10 min; large: one GPU")
@@ -301,28 +324,43 @@ def parser():
     d.add_argument("--out", default="runs/world.png", help="PNG path (default runs/world.png)")
     d.set_defaults(fn=cmd_data)
 
-    c = sub.add_parser("check", help="check your exercise solutions (lessons/exercises/student.py)",
-                       description="Runs each exercise's checks against lessons/exercises/student.py (or --file) and "
-                       "prints a progress table: done, failing (with the reason) or not started. Exit status 0 when "
-                       "every exercise checked is done, 1 otherwise.")
+    c = sub.add_parser("check", help="check your exercise solutions (lessons/exercises/student.py), or grade a class",
+                       description="Runs each exercise's checks against lessons/exercises/student.py (or --file, or "
+                       "every .py file in a --class folder) and prints a progress table: done, failing (with the "
+                       "reason) or not started; for several files, a table of students x exercises. Each check has "
+                       "a time limit, so an endless loop fails instead of hanging. Exit status 0 when every exercise "
+                       "checked is done in every file, 1 otherwise.")
     c.add_argument("exercise", nargs="?", choices=EXERCISES, metavar="EXERCISE",
                    help=f"one exercise (default: all): {', '.join(EXERCISES)}")
     c.add_argument("--hint", action="store_true", help="show a hint for the exercise")
-    c.add_argument("--file", help="check this file instead of lessons/exercises/student.py (e.g. a student's copy)")
+    c.add_argument("--file", action="append", default=[], metavar="PATH",
+                   help="check this file instead of lessons/exercises/student.py (e.g. a student's copy; repeatable)")
+    c.add_argument("--class", dest="class_dir", metavar="DIR", help="grade every .py file in DIR, one per student")
+    fmt = c.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the results as JSON (every message included)")
+    fmt.add_argument("--csv", action="store_true", help="print one CSV row per file, for a gradebook")
+    c.add_argument("--time-limit", type=whole(1), default=LIMIT_S, metavar="S",
+                   help=f"seconds each exercise's check may run (default {LIMIT_S:g}; the reference takes well under "
+                   "1)")
     c.set_defaults(fn=cmd_check)
 
     b = sub.add_parser("bench", parents=[device], help="speed, memory and scaling, with flamingo-pytorch side by side "
                        "if installed", description="Training-step throughput (ours and flamingo-pytorch 0.1.2's "
                        "modules at equal dimensions), scaling with resolution, images and text length, utilisation "
                        "against measured matmul throughput, k-shot inference latency with and without the KV cache, "
-                       "the training step again with every block compiled, and the whole default recipe's training "
-                       "time projected from a few real steps of each stage, eager and compiled (about 2 minutes on "
-                       "2 CPU cores, most of it compiling).")
+                       "the training step again with every block compiled, the whole default recipe's training "
+                       "time projected from a few real steps of each stage, eager and compiled, each stage's real "
+                       "step split into data, forward, backward and optimiser, and two processes side by side "
+                       "(about 6 minutes on 2 CPU cores, most of it compiling and the two processes). --profile: the step split alone, "
+                       "with torch.profiler's operator table of the bridge's step (about a minute).")
     b.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.png")
     b.add_argument("--repeats", type=whole(1), default=7, help="timed repeats per measurement (median)")
     b.add_argument("--quick", action="store_true", help="fewer scaling points")
     b.add_argument("--no-compile", action="store_true", help="leave out the compiled step and recipe (compiling "
                    "takes minutes on a small CPU)")
+    b.add_argument("--no-contention", action="store_true", help="leave out the two processes side by side")
+    b.add_argument("--profile", action="store_true", help="only where a real training step goes: the model-only step, "
+                   "each stage's real step split into phases, and torch.profiler's table of the bridge's step")
     b.add_argument("--json", action="store_true", help="print bench.json instead of the table")
     b.set_defaults(fn=cmd_bench)
     return p

@@ -14,14 +14,22 @@
    (train.compile_blocks; the peer's resampler and gated blocks), with the time the first call took to compile.
 6. The recipe: 12 real steps of each stage (data, forward, backward, AdamW: `train.run_stage` on a scratch folder),
    eager and compiled, and the whole default recipe's training time projected from them, compile time included.
+7. Where a real step goes (`bench --profile` runs this section alone, and prints torch.profiler's operator table of
+   the bridge's step): each stage's real step at the default configuration split into data (drafting, rendering,
+   collating, moving), forward, backward and optimiser, beside section 1's model-only step.
+8. Contention: a few LM steps alone, then two such processes at once, for three ways idle OpenMP threads wait (ours:
+   spin briefly, then sleep; sleep at once; OpenMP's default, a long spin): what a lesson beside a training run costs.
 
 Every timing is a median over interleaved repeats after warm-up; ratios compare numbers from the same run. Sections 5
 and 6 compile (minutes on a small CPU); `--no-compile` leaves them out.
 """
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn as nn
@@ -231,6 +239,127 @@ def recipe(device, compile_too, steps=12, progress=print):
     return out
 
 
+class Clock:
+    """Seconds spent in each named phase, the device synchronised at every boundary so that its work is counted in the
+    phase that queued it."""
+
+    def __init__(self, device):
+        self.device, self.seconds = device, {}
+
+    @contextmanager
+    def __call__(self, name):
+        sync(self.device)
+        t0 = time.perf_counter()
+        yield
+        sync(self.device)
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
+DATA = ("data/draft", "data/render", "data/collate", "data/move")   # the loader's record_function labels (train.py)
+
+
+def step_split(device, steps=8, warm=3, progress=print, overrides=(), table_rows=0):
+    """Each stage's real training step (train.SETUP's model, batches and loss; train.run_stage's AdamW and clipping)
+    at the default configuration: the whole step with nothing in between (`step_s`), then each phase with the device
+    synchronised between them, and the data phase split by torch.profiler's record_function labels (its shares,
+    scaled to the data phase's unprofiled time). table_rows > 0: also torch.profiler's table of the bridge step's
+    most expensive operators, that many rows."""
+    from torch.profiler import ProfilerActivity, profile
+    n = warm + 3 * steps
+    cfg = make_config("default", [f"train.{s}_steps={n}" for s in train.STAGES] + list(overrides))
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    out = {}
+    with tempfile.TemporaryDirectory() as run:
+        train.start_run(run, cfg)
+        for stage in train.STAGES:
+            progress(f"step split: {stage} stage")
+            torch.manual_seed(0)
+            model, groups, load, step_loss, *_ = train.SETUP[stage](run, cfg, device, 0)
+            model.train()
+            opt = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.95))
+            params = [p for g in opt.param_groups for p in g["params"]]
+
+            def step(i, clock=None):
+                clock = clock or (lambda name: nullcontext())
+                with clock("data"):
+                    data = load(i, device)
+                with clock("forward"):
+                    loss, _ = step_loss(data)
+                with clock("backward"):
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                with clock("optimiser"):
+                    torch.nn.utils.clip_grad_norm_(params, cfg.train.clip)
+                    opt.step()
+
+            for i in range(warm):
+                step(i)
+            sync(device)
+            t0 = time.perf_counter()
+            for i in range(warm, warm + steps):
+                step(i)
+            sync(device)
+            row = {"step_s": (time.perf_counter() - t0) / steps}
+            clock = Clock(device)
+            for i in range(warm + steps, warm + 2 * steps):
+                step(i, clock)
+            row.update({k: v / steps for k, v in clock.seconds.items()})
+            with profile(activities=activities) as prof:
+                for i in range(warm + 2 * steps, n):
+                    step(i)
+                sync(device)
+            host = {e.key: e.cpu_time_total for e in prof.key_averages() if e.key in DATA}
+            total = sum(host.values()) or 1.0
+            row.update({k: row["data"] * host.get(k, 0.0) / total for k in DATA})
+            if table_rows and stage == "flamingo":
+                key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+                row["profile_table"] = prof.key_averages().table(sort_by=key, row_limit=table_rows)
+            out[stage] = row
+            train.run_stage(run, stage, cfg, device=device, progress=False)   # the next stage builds on this one
+    return out
+
+
+# How idle OpenMP threads wait, as `contention` compares them: ours (every entry point's default: flamingo_min/__init__),
+# sleeping at once, and OpenMP's own default.
+WAITS = {"spin 1,000 rounds, then sleep (ours)": {"GOMP_SPINCOUNT": "1000"},
+         "sleep at once (PASSIVE)": {"OMP_WAIT_POLICY": "PASSIVE"},
+         "OpenMP's default": {}}
+
+
+def contention(steps=24, timeout=120.0):
+    """Seconds for `steps` LM training steps (quick preset, 2 threads) in a fresh process, alone and then two at once,
+    for each way of waiting in WAITS. A run longer than `timeout` is stopped and reported as None."""
+    code = ("import sys, tempfile, time\n"
+            "import torch\n"          # first, so that OpenMP starts with the environment chosen below
+            "from flamingo_min import train\nfrom flamingo_min.config import make_config\n"
+            f"cfg = make_config('quick', ['train.lm_steps={steps}', 'train.ckpt_every={steps}'])\n"
+            "run = tempfile.mkdtemp()\nt0 = time.perf_counter()\ntrain.run_stage(run, 'lm', cfg, progress=False)\n"
+            "print(time.perf_counter() - t0)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def together(wait, n):
+        # .venv's start-up file has already chosen for the child: it forgets that choice, then takes `wait`
+        choose = ("import os\nfor k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT'): os.environ.pop(k, None)\n"
+                  f"os.environ.update({wait!r})\n")
+        env = {**os.environ, "OMP_NUM_THREADS": "2"}
+        procs = [subprocess.Popen([sys.executable, "-c", choose + code], cwd=root, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True) for _ in range(n)]
+        times = []
+        for p in procs:
+            try:
+                times.append(float(p.communicate(timeout=timeout)[0]))
+            except (subprocess.TimeoutExpired, ValueError):
+                p.kill()
+                p.communicate()
+                times.append(None)
+        return times
+
+    out = {"steps": steps, "timeout_s": timeout}
+    for name, wait in WAITS.items():
+        out[name] = {"alone_s": together(wait, 1)[0], "two_at_once_s": together(wait, 2)}
+    return out
+
+
 def utilisation(step_fn, seconds, device):
     """Model FLOPs of one step over the dense matmul throughput measured here, now."""
     flops, peak = count_flops(step_fn), matmul_flops(device)
@@ -305,14 +434,18 @@ def inference(model, data, device, repeats, shots=8, new=8):
 
 
 def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print, cfg=None, batch=32, compile=True,
-        recipe_steps=12):
+        recipe_steps=12, split_overrides=(), contend=True, profile_only=False):
     """Every section, at the default configuration (or `cfg`, e.g. a tiny one for tests). compile=False leaves out
-    the compiled sections."""
+    the compiled sections; contend=False the contention section; profile_only runs sections 1 and 7 alone."""
     cfg, data = cfg or ModelConfig(), DataConfig()
     torch.manual_seed(0)
     model = Flamingo(cfg).to(device).train()
     out = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
     out["train_step"], step_fn, eager = training_step(model, cfg, data, device, repeats, progress, batch)
+    out["split"] = step_split(device, progress=progress, overrides=split_overrides,
+                              table_rows=25 if profile_only else 0)
+    if profile_only:
+        return out
     out["utilisation"] = utilisation(step_fn, out["train_step"]["ours"]["seconds"], device)
     out["scaling"] = scaling(model, cfg, device, repeats, sizes=(16, 32) if quick else (16, 32, 64),
                              counts=(1, 4) if quick else (1, 2, 4, 8, 16),
@@ -320,6 +453,9 @@ def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print, cfg=
     progress("scaling done")
     out["inference"] = inference(model, data, device, repeats)
     out["recipe"] = recipe(device, compile, recipe_steps, progress)
+    if contend:
+        progress("contention: two processes side by side")
+        out["contention"] = contention()
     if compile:   # last: it compiles the model in place
         out["compiled_step"] = compiled_step(model, *eager, device, repeats, progress)
         out["compiled_utilisation"] = out["utilisation"]["fraction"] * out["train_step"]["ours"]["seconds"] / \
@@ -344,6 +480,18 @@ def table(r):
         c, e = r["compiled_step"], r["train_step"]
         lines.append("  compiled over eager: " + ", ".join(f"{k} {e[k]['seconds'] / c[k]['seconds']:.2f}x"
                                                           for k in c if k != "speedup"))
+    lines += ["", "where a real training step goes, ms (default configuration; data drawn in this process):",
+              "  stage        step    draft  render collate    move   forward backward optimiser"]
+    for stage, v in r["split"].items():
+        lines.append(f"  {stage:<9} {v['step_s'] * 1e3:7.1f}  " + " ".join(f"{v[k] * 1e3:7.1f}" for k in DATA) +
+                     f"  {v['forward'] * 1e3:7.1f}  {v['backward'] * 1e3:7.1f}  {v['optimiser'] * 1e3:7.1f}")
+    model_only = r["train_step"]["ours"]["seconds"]
+    lines.append(f"  the bridge's real step is {r['split']['flamingo']['step_s'] / model_only:.2f}x the model-only "
+                 f"step above ({model_only * 1e3:.1f} ms)")
+    if "profile_table" in r["split"]["flamingo"]:
+        lines += ["", "torch.profiler, the bridge's step, operators by own time:", r["split"]["flamingo"]["profile_table"]]
+    if "utilisation" not in r:   # bench --profile
+        return "\n".join(lines)
     u = r["utilisation"]
     lines += ["", f"utilisation: {u['model_flops_per_s'] / 1e9:.1f} GFLOP/s of model work, matmul peak "
               f"{u['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s -> {u['fraction']:.1%} eager" +
@@ -366,12 +514,22 @@ def table(r):
                          + f"  -> {row['total_s'] / 60:4.1f} min of training (first steps' extra time included)")
     if "speedup" in rc:
         lines.append(f"  the whole recipe compiled: {rc['speedup']:.2f}x eager")
+    if "contention" in r:
+        c = r["contention"]
+        shown = lambda t: f"{t:5.1f} s" if t is not None else f">{c['timeout_s']:.0f} s"
+        lines += ["", f"contention: {c['steps']} LM steps (quick preset) in a fresh process, alone and two at once, by "
+                  "how idle OpenMP threads wait:"]
+        for name in WAITS:
+            lines.append(f"  {name:<38} alone {shown(c[name]['alone_s'])}, two at once " +
+                         " and ".join(shown(t) for t in c[name]["two_at_once_s"]))
     return "\n".join(lines)
 
 
 def plot(r):
     """The scaling curves, as PNG bytes."""
     from . import plots
+    if "scaling" not in r:     # bench --profile: nothing to draw
+        return None
     fig, axes = plots.plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, (knob, rows) in zip(axes, r["scaling"].items()):
         xs = list(rows)

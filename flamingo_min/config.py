@@ -86,7 +86,7 @@ class TrainConfig:
     lm_steps: int = knob(900, lo=1, stage="lm")
     lm_batch: int = knob(16, lo=1, stage="lm")          # packed sequences of data.text_len tokens
     lm_lr: float = knob(3e-3, lo=1e-6, hi=1, stage="lm")
-    vision_steps: int = knob(800, lo=1, stage="vision")  # at 500 one seed in three read held-out shapes badly (README)
+    vision_steps: int = knob(800, lo=1, stage="vision")  # 500: a seed in 3 read held-out shapes badly (docs/recipe.md)
     vision_batch: int = knob(128, lo=8, stage="vision")  # a multiple of 4: a quarter pairs, a quarter twins, ...
     vision_lr: float = knob(2e-3, lo=1e-6, hi=1, stage="vision")
     # The minimal-pair twins and colourless pairs of the vision stage's batches (train.py); false: random pairs only.
@@ -111,16 +111,23 @@ class TrainConfig:
     gate_lr_mult: float = knob(10.0, lo=1e-3, stage=BRIDGE)  # the tanh gates' learning rate over flamingo_lr
     warmup: int = knob(50, lo=0)
     # The paper keeps the bridge's learning rate constant after warm-up, over runs far longer than ours. Ending our
-    # 1200 steps on the pretraining stages' short cosine cool-down steadies the bridge across seeds (README: what it
-    # took); false gives the paper's schedule.
+    # 1200 steps on the pretraining stages' short cosine cool-down steadies the bridge across seeds
+    # (docs/recipe.md); false gives the paper's schedule.
     flamingo_cool_down: bool = knob(True, stage=BRIDGE)
     weight_decay: float = knob(0.0, lo=0)   # the paper uses 0 for the resampler; we use 0 for every stage
     clip: float = knob(1.0, lo=1e-6)
     # torch.compile of the repeated blocks (train.compile_blocks): the same numbers within float tolerance. Off by
     # default: on the 2-core CPU the recipe's steps ran 0.90-1.04x eager after 72 s of compiling, 0.86x in all
-    # (README: speed on the CPU). reduce-overhead adds CUDA graphs, for a GPU step bound by kernel launches. Not part
+    # (docs/performance.md). reduce-overhead adds CUDA graphs, for a GPU step bound by kernel launches. Not part
     # of a checkpoint's identity: a run may resume with another value.
     compile: str = choice("off", ("off", "default", "reduce-overhead"), runtime=True)
+    # The bridge's batches padded to a few shapes (train.fixed_shape), so that compiled blocks and CUDA graphs are not
+    # rebuilt for every new shape. The same loss within float tolerance; off by default: on the CPU it only adds the
+    # padding's work. Not part of a checkpoint's identity.
+    fixed_shapes: bool = knob(False, runtime=True)
+    # Processes that draw the coming steps' batches while this one trains (train.batches); -1: none on the CPU, up to
+    # 6 beside a GPU. The same batches whatever the number. Not part of a checkpoint's identity.
+    data_workers: int = knob(-1, lo=-1, runtime=True)
     ckpt_every: int = knob(100, lo=1)
     log_every: int = knob(10, lo=1)
     eval_episodes: int = knob(200, lo=1)
@@ -170,10 +177,10 @@ def fitting_shots(context):
 
 
 PRESETS = {
-    # Tests and classroom demos: every stage and the evaluation in about two minutes on 2 CPU cores.
+    # Tests and classroom demos: every stage and the evaluation in about 1 minute on 2 CPU cores (52 s measured).
     "quick": {"train.lm_steps": 150, "train.vision_steps": 80, "train.flamingo_steps": 150,
               "train.eval_episodes": 24, "train.ckpt_every": 50, "train.vision_batch": 64},
-    # The reference run: about ten minutes on 2 CPU cores.
+    # The reference run: about 8 minutes on 2 CPU cores (7.7 measured; docs/results.md).
     "default": {},
     # Stills and clips (toy_data/clips.py): the default recipe plus a video stream in the bridge's mixture, clip
     # captions in the LM's text, and the video tasks in the evaluation.

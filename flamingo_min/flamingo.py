@@ -33,12 +33,23 @@ from .masking import cross_attention_mask
 from .xattn import GatedCrossAttention
 
 
-def real_images(x, counts):
-    """(B, N) bool: which of the N image slots of each row hold a real image; counts (B,) or None (all of them)."""
-    B, N = x.shape[:2]
+def real_slots(counts, B, N, device):
+    """Flat indices (n_real,) of the real image slots of a (B, N) grid, row by row; None when every slot is real.
+
+    counts (B,) says how many of its N slots each row fills. As Python ints (what the training loader gives: a batch's
+    image counts are known when it is drafted) the indices are made on the host and copied over, with no read of the
+    device; as a tensor, they are read from it (one device read, outside training)."""
     if counts is None:
-        return torch.ones(B, N, dtype=torch.bool, device=x.device)
-    return torch.arange(N, device=x.device) < counts.to(x.device)[:, None]
+        return None
+    counts = counts.tolist() if torch.is_tensor(counts) else counts
+    slots = [b * N + n for b, c in enumerate(counts) for n in range(c)]
+    return torch.tensor(slots, dtype=torch.long).to(device, non_blocking=True)
+
+
+def scatter_slots(values, slots, B, N):
+    """values (n_real, ...) of the real slots -> (B, N, ...), zeros in the padding slots (differentiable)."""
+    out = values.new_zeros(B * N, *values.shape[1:])
+    return out.index_copy(0, slots, values).view(B, N, *values.shape[1:])
 
 
 class Flamingo(nn.Module):
@@ -113,34 +124,37 @@ class Flamingo(nn.Module):
     def encode(self, images, counts=None):
         """images (B, N, 3, H, W) or (B, N, F, 3, H, W) -> features (B, N, [F,] S, Dv), from the frozen encoder.
 
-        counts (B,): only the first counts[b] images of row b are real; padding images are not encoded (zeros).
+        counts (B,), a tensor or ints: only the first counts[b] images of row b are real; padding images are not
+        encoded (zeros).
         """
         if images.dim() not in (5, 6) or images.shape[-3] != 3:
             raise ValueError(f"images must be (B, N, 3, H, W) or (B, N, F, 3, H, W), got {tuple(images.shape)}")
-        real = real_images(images, counts)                                         # (B, N)
+        B, N = images.shape[:2]
+        slots = real_slots(counts, B, N, images.device)
+        flat = rearrange(images, "b n ... -> (b n) ...")                          # (B*N, [F,] 3, H, W)
+        picked = flat if slots is None else flat.index_select(0, slots)           # (n_real, [F,] 3, H, W)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.vision.net[0].weight.requires_grad):
-            picked = images[real]                                                  # (n_real, [F,] 3, H, W)
             feats = self.vision(picked.reshape(-1, *images.shape[-3:]))           # (n_real*F, S, Dv)
         feats = feats.reshape(*picked.shape[:-3], *feats.shape[-2:])               # (n_real, [F,] S, Dv)
-        out = feats.new_zeros(*real.shape, *feats.shape[1:])
-        out[real] = feats
-        return out
+        return feats.view(B, N, *feats.shape[1:]) if slots is None else scatter_slots(feats, slots, B, N)
 
     def perceive(self, features, counts=None):
         """features (B, N, [F,] S, Dv) -> visual tokens (B, N, R, D). Padding images (counts) are not resampled:
         no text token can attend to them, so they stay zero."""
-        real = real_images(features, counts)                                       # (B, N)
-        tokens = self.resampler(features[real][None])[0]                           # (n_real, R, D), each on its own
-        out = tokens.new_zeros(*real.shape, *tokens.shape[1:])
-        out[real] = tokens
-        return out
+        B, N = features.shape[:2]
+        slots = real_slots(counts, B, N, features.device)
+        if slots is None:
+            return self.resampler(features)
+        picked = rearrange(features, "b n ... -> (b n) ...").index_select(0, slots)  # (n_real, [F,] S, Dv)
+        tokens = self.resampler(picked[None])[0]                                     # (n_real, R, D), each alone
+        return scatter_slots(tokens, slots, B, N)
 
     def forward(self, ids, images=None, features=None, media=None, counts=None, valid=None, cache=None,
                 history=None, check=True):
         """ids (B, T) -> logits (B, T, V).
 
         Give the images as pixels (B, N, 3, H, W), as frozen features (B, N, S, Dv), or as visual tokens
-        (B, N, R, D). counts (B,) says how many of the N images each row really has (default: all N).
+        (B, N, R, D). counts (B,), a tensor or ints, says how many of the N images each row really has (default: all N).
         valid (B, T) marks real tokens for left-padded batches (right padding needs nothing: attention is causal).
         cache and history continue a prefix: history (B, P) holds the ids already in the cache.
         check=False skips the checks of ids and image counts, which read values back from the device (a training
@@ -159,7 +173,7 @@ class Flamingo(nn.Module):
         full = ids if history is None else torch.cat([history, ids], dim=1)
         if check:
             n_tags = (full == self.cfg.image_id).sum(1)
-            given = torch.full_like(n_tags, N) if counts is None else counts.to(n_tags.device)
+            given = torch.full_like(n_tags, N) if counts is None else torch.as_tensor(counts, device=n_tags.device)
             for row in (n_tags != given).nonzero().flatten().tolist():
                 raise ValueError(f"row {row} has {int(n_tags[row])} <image> tokens but {int(given[row])} images "
                                  "were given")

@@ -8,8 +8,8 @@ output head tied to the token embedding. Two choices the paper leaves to us:
   was pretrained on. Positions are counted over real tokens only, so left padding changes nothing.
 - A "smeared key": each head mixes into its key at position t the key of position t-1, with a learned weight. An
   induction head needs to know which token came *before* a candidate; one layer with smeared keys can find "the
-  position right after an earlier copy of me" and copy it (`red dax . blue wug . red` -> `dax`). Issue 5's prototype:
-  a plain 4-layer LM plateaued at 35-50% on 3-way binding; with smeared keys, 100% within ~100 steps.
+  position right after an earlier copy of me" and copy it (`red dax . blue wug . red` -> `dax`). A plain 4-layer
+  LM plateaus at 35-50% on 3-way binding; with smeared keys it reaches 100% within ~100 steps.
 - The tied head lets the LM copy a label it has only read: an attended embedding maps straight back to its logit.
 
 `forward` takes a `before_block(i, x)` hook; Flamingo inserts its gated cross-attention layers through it, so the LM's

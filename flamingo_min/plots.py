@@ -93,6 +93,16 @@ def fewshot(summary):
     return png(fig)
 
 
+DIRECTION_COLOUR = {"below": "tab:green", "above": "tab:red", "": "tab:blue"}   # "": the baseline itself
+
+
+def direction_colour(direction):
+    """The ablation plot's colour for a direction that ablate.direction wrote: its first word, without the colon or
+    bracket that follows it ("below: as the paper", "above (1 seed)"). Green below, red above, grey within noise."""
+    word = direction.split(" ")[0].rstrip(":")
+    return DIRECTION_COLOUR.get(word, "tab:gray")
+
+
 def ablations(rows, paper_baseline, paper):
     """Left: each variant's overall score, mean and min-max over seeds, against the baseline's band. Right: the
     paper's overall score for the same change (Table 3), against its baseline."""
@@ -103,11 +113,10 @@ def ablations(rows, paper_baseline, paper):
     if base:
         ax.axvspan(base["overall"]["min"], base["overall"]["max"], color="tab:blue", alpha=0.15, lw=0)
         ax.axvline(base["overall"]["mean"], color="tab:blue", lw=1)
-    colour = {"below": "tab:green", "above": "tab:red", "": "tab:blue"}   # from the direction's first word
     for i, n in zip(y, names):
         o, said = rows[n]["overall"], rows[n]["direction"]
         ax.errorbar(o["mean"], i, xerr=[[o["mean"] - o["min"]], [o["max"] - o["mean"]]], fmt="o",
-                    color=colour.get(said.split(" ")[0], "tab:gray"), capsize=3)
+                    color=direction_colour(said), capsize=3)
     ax.set_yticks(list(y), names), ax.set_xlabel("overall score (toy)")
     ax.set_title("toy: mean and seeds' range; band = baseline\ngreen below, grey within noise, red above", fontsize=8)
     for i, n in zip(y, names):

@@ -30,6 +30,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from toy_data import TOKENIZER, DocumentStream, PairStream, TextCorpus
@@ -46,7 +47,8 @@ from .resampler import ResamplerLayer
 from .xattn import GatedCrossAttention
 
 STAGES = ("lm", "vision", "flamingo")
-LENGTH_GROUPS = 2  # document batches run in this many length groups (see `batch`); measured in the closing notes
+IGNORE = -100  # a target the loss skips (cross_entropy's ignore_index)
+LENGTH_GROUPS = 2  # document batches run in this many length groups (see `batch`)
 
 
 # --- the run folder ------------------------------------------------------------------------------------------------
@@ -136,23 +138,100 @@ def trim_metrics(run, stage, step):
 
 # --- losses and batches ------------------------------------------------------------------------------------------
 def next_token_loss(logits, ids, loss_mask, reduction="mean"):
-    """Cross-entropy of the scored targets (mean, or sum): position t-1 predicts token t where loss_mask[t]."""
-    scored = loss_mask[:, 1:]
-    return F.cross_entropy(logits[:, :-1][scored].float(), ids[:, 1:][scored], reduction=reduction)
+    """Cross-entropy of the scored targets (mean, or sum): position t-1 predicts token t where loss_mask[t].
+
+    Unscored targets are ignored rather than picked out with the mask: picking would give the loss a shape that
+    depends on the data, which the device must report back to the host before the next kernel can be queued."""
+    targets = ids[:, 1:].masked_fill(~loss_mask[:, 1:], IGNORE)                   # (B, T-1)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE,
+                           reduction=reduction)
 
 
-def batch(stream, step, size, device, groups=1):
+def batch(stream, step, size, device, groups=1, fixed=False):
     """Samples [step*size, (step+1)*size) of a stream as `groups` collated batches of (ids, mask, images, counts):
-    this process's slice of them under torchrun (distributed.shard), its pictures drawn on `device`.
+    this process's slice of them under torchrun (distributed.shard), its pictures drawn on `device`. counts is a
+    tuple of ints: the host knows how many images each row holds, so the model picks them without asking the device.
 
     With groups > 1 the samples are sorted by length first, so that each group is padded to its own longest sample:
     documents run from 5 to 41 tokens, and one batch padded to its longest is half padding (47% of its tokens real;
-    68% in two groups). A loss over the groups is the same loss, summed over tokens, then divided once."""
-    samples = stream.batch(dist.shard(range(step * size, (step + 1) * size)), device)
+    68% in two groups). A loss over the groups is the same loss, summed over tokens, then divided once.
+
+    fixed: each group padded to one of a few shapes (`fixed_shape`)."""
+    with record_function("data/draft"):
+        drafts = [stream.draft(i) for i in dist.shard(range(step * size, (step + 1) * size))]
+    with record_function("data/render"):
+        samples = stream.render(drafts, device)
     if groups > 1:
         samples.sort(key=lambda s: len(s.tokens))
     k = -(-len(samples) // groups)
-    return [tuple(x.to(device) for x in collate(samples[i:i + k])) for i in range(0, len(samples), k)]
+    with record_function("data/collate"):
+        parts = [(*collate(part)[:3], tuple(len(s.images) for s in part))
+                 for part in (samples[i:i + k] for i in range(0, len(samples), k))]
+        parts = [fixed_shape(*part) for part in parts] if fixed else parts
+    return to_device(parts, device)    # the text, padded on the host; the pictures are there already
+
+
+def fixed_shape(ids, mask, images, counts, multiple=16):
+    """A batch padded to one of a few shapes: its text to a multiple of 16 tokens, its image slots to a power of two,
+    and every slot treated as real (counts None). A padding slot is then encoded too, but no token attends to it (no
+    `<image>` names it: phi), so the loss is the same; torch.compile and CUDA graphs meet a handful of shapes instead
+    of one per batch, and nothing about the batch depends on how many images it holds."""
+    T, N = ids.shape[1], images.shape[1]
+    grow_t, grow_n = -(-T // multiple) * multiple - T, (1 << max(0, N - 1).bit_length()) - N if N else 0
+    ids = F.pad(ids, (0, grow_t), value=TOKENIZER.pad_id)                          # (B, T') right padding
+    mask = F.pad(mask, (0, grow_t), value=False)
+    images = F.pad(images, (0, 0) * (images.dim() - 2) + (0, grow_n))              # (B, N', [F,] 3, H, W)
+    return ids, mask, images, None
+
+
+def to_device(data, device):
+    """A step's batch, every tensor in it copied to `device` (from pinned memory, without waiting, on a GPU)."""
+    def move(x):
+        if torch.is_tensor(x):
+            return x.to(device, non_blocking=True)
+        if isinstance(x, dict):
+            return {k: move(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return type(x)(move(v) for v in x)
+        return x                                    # ints (a batch's image counts), None
+
+    with record_function("data/move"):
+        return move(data)
+
+
+class Steps(torch.utils.data.Dataset):
+    """Item s is step s's whole batch, drawn on the CPU: a DataLoader's worker processes draw the coming steps while
+    the device trains on this one. Every batch is a pure function of its step, so any number of workers gives the
+    same batches in the same order (tests/test_step.py)."""
+
+    def __init__(self, load):
+        self.load = load
+
+    def __getitem__(self, step):
+        return self.load(step, torch.device("cpu"))
+
+
+def as_is(data):
+    return data
+
+
+def batches(load, start, steps, device, workers=0):
+    """The batches of steps [start, steps), on `device`: drawn in this process, on the device itself (workers=0), or
+    drawn ahead on the CPU by `workers` processes and copied over."""
+    if workers == 0:
+        return (load(s, device) for s in range(start, steps))
+    loader = torch.utils.data.DataLoader(Steps(load), batch_size=None, sampler=range(start, steps),
+                                         num_workers=workers, collate_fn=as_is, pin_memory=device.type == "cuda",
+                                         prefetch_factor=4, persistent_workers=False)
+    return (to_device(data, device) for data in loader)
+
+
+def data_workers(t, device):
+    """train.data_workers, or where it is -1: none on the CPU, whose cores the step itself uses (one worker made a
+    2-core machine's bridge step 204 ms instead of 188: docs/performance.md), and beside a GPU up to 6 of its cores."""
+    if t.data_workers >= 0:
+        return t.data_workers
+    return 0 if device.type == "cpu" else max(0, min(6, (os.cpu_count() or 1) - 2))
 
 
 def mean_loss(total, scored):
@@ -161,10 +240,9 @@ def mean_loss(total, scored):
     return total * dist.world() / dist.global_sum(scored)
 
 
-def caption_ids(ids):
-    """Pair-stream tokens -> the caption's words only (no <bos>, <image>, <EOC>), left-aligned and padded."""
-    specials = torch.tensor([TOKENIZER.bos_id, TOKENIZER.image_id, TOKENIZER.eoc_id], device=ids.device)
-    words = [row[~torch.isin(row, specials) & (row != TOKENIZER.pad_id)] for row in ids]
+def caption_ids(drafts):
+    """Pair-stream drafts or samples `<bos> <image> caption <EOC>` -> the captions' words only, padded (B, L)."""
+    words = [d.tokens[2:-1] for d in drafts]
     return torch.nn.utils.rnn.pad_sequence(words, batch_first=True, padding_value=TOKENIZER.pad_id)
 
 
@@ -181,7 +259,7 @@ def setup_lm(run, cfg, device, seed):
     model = make_lm(cfg.model).to(device)
     corpus, t = TextCorpus(cfg.data, seed), cfg.train
 
-    def load(step):
+    def load(step, device):
         return batch(corpus, step, t.lm_batch, device)[0]   # packed text: every row is full, nothing to sort
 
     def step_loss(data):
@@ -198,7 +276,7 @@ def setup_vision(run, cfg, device, seed):
     model = ContrastiveModel(m.vocab_size, m.vision_width, m.embed_dim, m.pad_id).to(device)
     pairs, t = PairStream(cfg.data, seed), cfg.train
 
-    def load(step):
+    def load(step, device):
         # A quarter random pairs, a quarter their minimal-pair twins (one attribute changed: hard negatives), half
         # colourless pairs (colour augmentation: shape must be read from the outline). See toy_data/documents.py.
         # Without train.vision_hard_pairs, random pairs only (an ablation: the shortcut the hard pairs remove).
@@ -209,12 +287,14 @@ def setup_vision(run, cfg, device, seed):
         grey = range(step * 2 * q, (step + 1) * 2 * q)
         kinds = (("pair", quarter), ("twin", quarter), ("grey", grey)) if t.vision_hard_pairs else \
             (("pair", range(step * 4 * q, (step + 1) * 4 * q)),)
-        drafts = [[pairs.draft(i, kind) for kind, span in kinds for i in dist.shard(span, r)]
-                  for r in range(dist.world())]
-        words = [d.tokens for mine in drafts for d in mine]                                    # every process's
-        ids = torch.nn.utils.rnn.pad_sequence(words, batch_first=True, padding_value=TOKENIZER.pad_id)
-        images = collate(pairs.render(drafts[dist.rank()], device))[2]                         # this process's
-        return images[:, 0], caption_ids(ids.to(device))
+        with record_function("data/draft"):
+            drafts = [[pairs.draft(i, kind) for kind, span in kinds for i in dist.shard(span, r)]
+                      for r in range(dist.world())]
+        with record_function("data/render"):
+            samples = pairs.render(drafts[dist.rank()], device)                                 # this process's
+        with record_function("data/collate"):
+            images = torch.stack([s.images[0] for s in samples])                               # (B_r, 3, H, W)
+            return images, caption_ids([d for mine in drafts for d in mine]).to(device)        # every process's
 
     def step_loss(data):
         with autocast(device):
@@ -280,11 +360,11 @@ def setup_flamingo(run, cfg, device, seed):
 
     names = list(data)
 
-    def load(step):  # one batch from each dataset (documents in length groups; pairs and clips have short texts)
+    def load(step, device):  # one batch from each dataset (documents in length groups; pairs and clips have short texts)
         # round_robin: only dataset step % n, which then sees 1/n of the updates (and of the samples)
         chosen = names if t.mixing == "accumulate" else [names[step % len(names)]]
-        return {name: batch(data[name][0], step, data[name][1], device, groups=LENGTH_GROUPS if name == "doc" else 1)
-                for name in chosen}
+        return {name: batch(data[name][0], step, data[name][1], device, groups=LENGTH_GROUPS if name == "doc" else 1,
+                            fixed=t.fixed_shapes) for name in chosen}
 
     def stream_loss(groups):  # the mean over every scored token of one dataset's batch
         total, scored = 0.0, 0
@@ -382,7 +462,24 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         if main:
             trim_metrics(run, stage, start)
 
+    # A step reads nothing back from the device (tests/test_step.py counts): the loss of each step is kept there, and
+    # read only where the log or a checkpoint needs it. A non-finite loss is found then, before anything is written.
+    losses, checked = torch.zeros(steps, device=device), start
+
+    def check_finite(upto):
+        nonlocal checked
+        if upto <= checked:
+            return
+        bad = (~torch.isfinite(losses[checked:upto])).nonzero().flatten().tolist()
+        if bad:
+            first = checked + bad[0]
+            raise TrainingError(f"stage {stage}: the loss became {losses[first].item()} at step {first}. The last "
+                                f"good checkpoint ({path}) is intact; lower train.{stage}_lr or check the data "
+                                "settings.")
+        checked = upto
+
     def checkpoint(step, done):
+        check_finite(step)
         if main:
             save_checkpoint({"stage": stage, "step": step, "done": done, "config": to_dict(cfg), "seed": seed,
                              "model": model.state_dict(), "optim": opt.state_dict(), "rng": torch.get_rng_state(),
@@ -393,23 +490,23 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
     bar = tqdm(range(start, steps), desc=f"{stage:>8}", initial=start, total=steps,
                unit="step", dynamic_ncols=True, leave=True, disable=not (progress and main))
     step = start - 1
-    # (Building the next batch in a background thread was measured slower on 2 cores: 270 vs 200 ms a step.)
-    for step in bar:
+    for step, data in zip(bar, batches(load, start, steps, device, data_workers(t, device))):
         frac = learning_rate_fraction(step, steps, t.warmup, cool_down)
         for g in opt.param_groups:
             g["lr"] = lr * frac * g.get("lr_mult", 1.0)
-        loss, extra = objective(load(step))
-        # The loss of the whole batch (with N processes the mean of their shares) and the logged extras, read once a
-        # step: every process then stops together on a non-finite loss, before the optimiser step.
+        loss, extra = objective(data)
+        # The loss of the whole batch (with N processes the mean of their shares) and the logged extras: every
+        # process holds the same values, so all stop together on a non-finite loss.
         reported = dist.global_sum(torch.stack([loss.detach(), *extra.values()]).float()) / dist.world()
-        if not torch.isfinite(reported[0]):
-            raise TrainingError(f"stage {stage}: the loss became {reported[0].item()} at step {step}. The last good "
-                                f"checkpoint ({path}) is intact; lower train.{stage}_lr or check the data settings.")
+        losses[step] = reported[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, t.clip)
         opt.step()
-        if main and (step % t.log_every == 0 or step == steps - 1):
+        logged = step % t.log_every == 0 or step == steps - 1
+        if logged:
+            check_finite(step + 1)
+        if logged and main:
             values = reported.tolist()
             bar.set_postfix(loss=f"{values[0]:.3f}")
             log_metrics(run, {"stage": stage, "step": step, "loss": values[0], "lr": lr * frac,

@@ -15,11 +15,12 @@ import random
 import torch
 
 from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from lessons import wrap_up
 from toy_data import COLOURS, HELD_OUT, SHAPES, TOKENIZER, DataConfig, DocumentStream, render
 from toy_data.documents import caption, draw_scene
 from toy_data.shapes import SDF, Obj, Scene
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+OUT = os.environ.get("LESSONS_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 os.makedirs(OUT, exist_ok=True)
 
 # %% [markdown]
@@ -33,9 +34,11 @@ y, x = torch.meshgrid(axis, axis, indexing="ij")
 fig, axes = plt.subplots(1, len(SHAPES), figsize=(2.2 * len(SHAPES), 2.4))
 for ax, name, sdf in zip(axes, SHAPES, SDF):
     d = sdf(x, y)
-    ax.imshow(d, cmap="RdBu", vmin=-1, vmax=1)
+    im = ax.imshow(d, cmap="RdBu", vmin=-1, vmax=1)
     ax.contour(d, levels=[0], colors="k")
     ax.set_title(f"{name}: d(x, y)", fontsize=8), ax.axis("off")
+fig.colorbar(im, ax=axes, fraction=0.015, label="d(x, y)")
+fig.suptitle("negative (red) inside, zero on the edge (black line), positive (blue) outside", fontsize=9)
 fig.savefig(os.path.join(OUT, "01_distance_fields.png"), dpi=100, bbox_inches="tight")
 print("distance at the centre of each shape:", {n: round(f(torch.zeros(1), torch.zeros(1)).item(), 2)
                                                 for n, f in zip(SHAPES, SDF)})
@@ -87,14 +90,18 @@ red_circle = render([Scene((Obj(0, 0, 2, 4),))], 32)[0]
 print("a big red circle is", "held out" if (0, 0) in HELD_OUT else "in training")
 
 # %% [markdown]
-# ## Summary
-# - Shapes are distance fields; pixels are a seeded, batched function of scene specs.
-# - Documents interleave `<image>` with text chunks ending in `<EOC>`; one hidden task per document.
-# - Held-out combinations and evaluation-only nonce words make few-shot accuracy honest.
-#
-# ## Questions
-# 1. Why must a binding document's last image repeat a value seen earlier?
-# 2. Inside the training combinations, red is never a circle. What shortcut could a model learn from that, and why
-#    does it hurt exactly on the held-out combinations? (Lesson 3 shows the fix we use.)
-# 3. Which attributes of a scene could a model answer without looking at the image at all?
+# ## Summary and questions
+
+# %%
+wrap_up(1, [
+    "Shapes are distance fields; pixels are a seeded, batched function of scene specs.",
+    "Documents interleave `<image>` with text chunks ending in `<EOC>`; one hidden task per document.",
+    f"Held-out combinations ({len(HELD_OUT)} colour x shape pairs) and evaluation-only nonce words make few-shot "
+    "accuracy honest.",
+], [
+    "Why must a binding document's last image repeat a value seen earlier?",
+    "Inside the training combinations, red is never a circle. What shortcut could a model learn from that, and why "
+    "does it hurt exactly on the held-out combinations? (Lesson 3 shows the fix we use.)",
+    "Which attributes of a scene could a model answer without looking at the image at all?",
+])
 print(f"figures in {OUT}")

@@ -18,12 +18,13 @@ import torch.nn.functional as F
 from flamingo_min.encoder import ContrastiveModel
 from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
 from flamingo_min.train import caption_ids
+from lessons import claim, wrap_up
 from lessons.exercises import use
 from toy_data import TOKENIZER, DataConfig, PairStream, render
 from toy_data.documents import caption, collate, draw_scene
 from toy_data.shapes import EVAL_COMBOS
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+OUT = os.environ.get("LESSONS_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 os.makedirs(OUT, exist_ok=True)
 FAST = bool(os.environ.get("LESSONS_FAST"))
 
@@ -33,13 +34,25 @@ torch.manual_seed(0)
 # %% [markdown]
 # ## The loss on a toy batch
 # Matching pairs on the diagonal of the similarity matrix; the loss is cross-entropy along rows (image -> text) and
-# columns (text -> image).
+# columns (text -> image). With 4 pairs, an encoder that cannot tell them apart gives every caption the same score:
+# each row's softmax is uniform, 1/4 on the right caption, and the loss is log 4 = 1.386. That is chance. Random
+# embeddings do worse than chance: the temperature (here exp(2.659) = 14.3, CLIP's initial 1/0.07) makes their
+# random similarities confident, and a confident wrong guess costs more than a uniform one.
 
 # %%
 img, txt = torch.randn(4, 8), torch.randn(4, 8)
-print("random embeddings:", round(contrastive_loss(img, txt, torch.tensor(2.659)).item(), 3), "(log 4 =",
-      round(torch.log(torch.tensor(4.0)).item(), 3), "is chance)")
-print("perfect match    :", round(contrastive_loss(img, img, torch.tensor(2.659)).item(), 3))
+scale = torch.tensor(2.659)   # log of the inverse temperature
+same = torch.ones(4, 8)       # every image and caption the same embedding: no pair can be told apart
+losses = {"every embedding the same (chance)": contrastive_loss(same, same, scale).item(),
+          "random embeddings": contrastive_loss(img, txt, scale).item(),
+          "perfect match (each image = its caption)": contrastive_loss(img, img, scale).item()}
+for name, v in losses.items():
+    print(f"{name:<42} {v:.3f}")
+log4 = torch.log(torch.tensor(4.0)).item()
+claim(abs(losses["every embedding the same (chance)"] - log4) < 1e-4, "chance is log 4",
+      f"{losses['every embedding the same (chance)']:.4f} against {log4:.4f}")
+claim(losses["perfect match (each image = its caption)"] < log4 < losses["random embeddings"],
+      "random embeddings are worse than chance and a perfect match better", str(losses))
 
 # %% [markdown]
 # ## Train a small encoder for a few seconds
@@ -55,8 +68,8 @@ steps = 30 if FAST else 150
 for step in range(steps):
     samples = [pairs[i] for i in range(step * 32, step * 32 + 32)] + [pairs.grey(i) for i in range(step * 32,
                                                                                                   step * 32 + 32)]
-    ids, _, images, _ = collate(samples)
-    text = caption_ids(ids)
+    _, _, images, _ = collate(samples)
+    text = caption_ids(samples)   # the captions' words alone, without <bos> <image> ... <EOC>
     loss = contrastive_loss(model.embed_images(images[:, 0]), model.embed_texts(text), model.logit_scale)
     opt.zero_grad(), loss.backward(), opt.step()
     if step % 30 == 0 or step == steps - 1:
@@ -76,19 +89,29 @@ with torch.no_grad():
     sim = F.normalize(model.embed_images(images), dim=-1) @ F.normalize(model.embed_texts(ids), dim=-1).T
 right = (sim.argmax(1) == torch.arange(8)).float().mean().item()
 print(f"image -> caption retrieval among 8 held-out scenes: {right:.0%} (chance 12%)")
-fig, ax = plt.subplots(figsize=(5, 4))
-ax.imshow(sim, cmap="magma"), ax.set_xlabel("caption"), ax.set_ylabel("image")
-ax.set_title("cosine similarity, held-out scenes", fontsize=9)
+fig, ax = plt.subplots(figsize=(6, 5.5))
+im = ax.imshow(sim, cmap="magma")
+ax.set_xticks(range(8), caps, rotation=90, fontsize=6), ax.set_xlabel("caption")
+ax.set_yticks(range(8), [f"image of caption {i}" for i in range(8)], fontsize=6)
+for i, j in enumerate(sim.argmax(1).tolist()):   # each image's best caption: a circle, green when it is its own
+    ax.scatter(j, i, s=60, facecolors="none", edgecolors="lime" if i == j else "red")
+fig.colorbar(im, ax=ax, shrink=0.7, label="cosine similarity")
+ax.set_title("held-out scenes: the matching caption is on the diagonal\n(circles: each image's best caption)",
+             fontsize=8)
 fig.savefig(os.path.join(OUT, "03_similarity.png"), dpi=100, bbox_inches="tight")
 
 # %% [markdown]
-# ## Summary
-# - The contrastive loss makes the image embedding carry every attribute the captions name.
-# - Shortcuts in the data become shortcuts in the features; augmentation removes the ones that would fail at test.
-# - After this stage only the CNN is kept and frozen: its feature grid (B, S, Dv) is what the resampler reads.
-#
-# ## Questions
-# 1. What happens to the loss when two captions in a batch are identical? (See `contrastive_loss` in encoder.py.)
-# 2. Why does the temperature matter, and why learn it?
-# 3. Run longer (more steps): which attribute is learnt last, and why?
+# ## Summary and questions
+
+# %%
+wrap_up(3, [
+    "The contrastive loss makes the image embedding carry every attribute the captions name: after "
+    f"{steps} steps, {right:.0%} of 8 held-out scenes retrieve their own caption (chance 12%).",
+    "Shortcuts in the data become shortcuts in the features; augmentation removes the ones that would fail at test.",
+    "After this stage only the CNN is kept and frozen: its feature grid (B, S, Dv) is what the resampler reads.",
+], [
+    "What happens to the loss when two captions in a batch are identical? (See `contrastive_loss` in encoder.py.)",
+    "Why does the temperature matter, and why learn it?",
+    "Run longer (more steps): which attribute is learnt last, and why?",
+])
 print(f"figures in {OUT}")

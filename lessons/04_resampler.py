@@ -17,9 +17,10 @@ from einops import rearrange
 
 from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
 from flamingo_min.resampler import PerceiverResampler
+from lessons import wrap_up
 from lessons.exercises import use
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+OUT = os.environ.get("LESSONS_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 os.makedirs(OUT, exist_ok=True)
 
 resampler_attention = use("resampler_attention")
@@ -67,20 +68,24 @@ qh = rearrange(layer.q(lat), "b r (h d) -> b h r d", h=layer.n_heads)
 kh = rearrange(layer.kv(kv)[..., :32], "b s (h d) -> b h s d", h=layer.n_heads)
 attn = torch.softmax(qh @ kh.transpose(-1, -2) / qh.shape[-1] ** 0.5, -1)[0, 0]   # head 0: (R, S + R)
 fig, ax = plt.subplots(figsize=(7, 2.2))
-ax.imshow(attn.detach(), aspect="auto", cmap="viridis")
+im = ax.imshow(attn.detach(), aspect="auto", cmap="viridis")
+fig.colorbar(im, ax=ax, label="attention weight")
 ax.axvline(63.5, color="w"), ax.set_xlabel("64 features | 8 latents"), ax.set_ylabel("latent")
 ax.set_title("head 0 attention at init: queries = latents, keys = [features; latents]", fontsize=8)
 fig.savefig(os.path.join(OUT, "04_resampler_attention.png"), dpi=100, bbox_inches="tight")
 
 # %% [markdown]
-# ## Summary
-# - The resampler turns a variable-size feature set into a fixed number of tokens; cross-attention cost downstream no
-#   longer depends on resolution.
-# - Without spatial embeddings it is a set function; position must already be in the features (our CNN adds
-#   coordinate channels).
-#
-# ## Questions
-# 1. Why might attending to the latents as well as the features help?
-# 2. What would break if two frames of a video had no temporal embedding?
-# 3. How does the cost of a resampler layer grow with S, and with R?
+# ## Summary and questions
+
+# %%
+wrap_up(4, [
+    "The resampler turns a variable-size feature set into a fixed number of tokens; cross-attention cost downstream "
+    "no longer depends on resolution.",
+    "Without spatial embeddings it is a set function; position must already be in the features (our CNN adds "
+    "coordinate channels).",
+], [
+    "Why might attending to the latents as well as the features help?",
+    "What would break if two frames of a video had no temporal embedding?",
+    "How does the cost of a resampler layer grow with S, and with R?",
+])
 print(f"figures in {OUT}")

@@ -20,10 +20,11 @@ from flamingo_min import Flamingo, cross_attention_mask
 from flamingo_min.config import ModelConfig
 from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
 from flamingo_min.xattn import GatedCrossAttention
+from lessons import claim, wrap_up
 from lessons.exercises import use
 from toy_data import TOKENIZER
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+OUT = os.environ.get("LESSONS_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 os.makedirs(OUT, exist_ok=True)
 
 gated_xattn_forward = use("gated_xattn_forward")
@@ -58,11 +59,15 @@ print("fill -1e9     :", torch.softmax(scores.masked_fill(~nothing, -1e9), -1), 
 layer = GatedCrossAttention(16, 2)
 with torch.no_grad():
     layer.alpha_xattn.fill_(1.0)
-ids = torch.tensor([[5, 6, I, 7, I, 8]])
-mask = cross_attention_mask(ids, I, 2, 3)
+words = "a red <image> what <image> colour".split()
+ids = torch.tensor([TOKENIZER.encode(" ".join(words))])
+mask = cross_attention_mask(ids, I, 2, 3)          # 2 images, 3 visual tokens each
 x, media = torch.randn(1, 6, 16), torch.randn(1, 6, 16)
 branch = layer.attend(x, media, mask)
-print("ours, |attention branch| per position:", branch.norm(dim=-1).round(decimals=3).tolist())
+norms = branch.norm(dim=-1)[0]
+print("ours, |attention branch| per position:", "  ".join(f"{w} {v:.3f}" for w, v in zip(words, norms.tolist())))
+claim(norms[:2].eq(0).all(), "text before the first image gets exactly zero from the attention branch",
+      f"{norms[:2].tolist()} at `a red`")
 print("your layer == the real layer:", torch.allclose(gated_xattn_forward(layer, x, media, mask),
                                                       layer(x, media, mask), atol=1e-5))
 
@@ -81,14 +86,18 @@ alpha = torch.zeros((), requires_grad=True)
 print("d tanh(alpha) / d alpha at 0 =", alpha.grad.item() / 3.0)
 
 # %% [markdown]
-# ## Summary
-# - Zero-initialised tanh gates make the new layers the identity at the start: training begins from the LM's
-#   behaviour and cannot wreck it in the first steps (the paper's ablation: no gating is worse and unstable).
-# - The weights behind a closed gate get no gradient; only the gate's own gradient opens it. At toy scale we give the
-#   gates a larger learning rate so they open within hundreds of steps (flamingo_min/train.py).
-#
-# ## Questions
-# 1. Why is the feed-forward gated separately from the attention?
-# 2. If alpha_xattn is 0, what gradient do the cross-attention weights receive?
-# 3. The paper observes that deeper gates open more. Check it in lesson 7's plot.
+# ## Summary and questions
+
+# %%
+wrap_up(5, [
+    f"Zero-initialised tanh gates make the new layers the identity at the start (max |Flamingo - LM| = {diff} "
+    "above): training begins from the LM's behaviour and cannot wreck it in the first steps (the paper's ablation: "
+    "no gating is worse and unstable).",
+    "The weights behind a closed gate get no gradient; only the gate's own gradient opens it. At toy scale we give "
+    "the gates a larger learning rate so they open within hundreds of steps (flamingo_min/train.py).",
+], [
+    "Why is the feed-forward gated separately from the attention?",
+    "If alpha_xattn is 0, what gradient do the cross-attention weights receive?",
+    "The paper observes that deeper gates open more (Fig. 6). Does it hold in lesson 7's runs?",
+])
 print(f"figures in {OUT}")

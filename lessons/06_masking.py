@@ -11,10 +11,11 @@ import os
 import torch
 
 from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from lessons import wrap_up
 from lessons.exercises import use
 from toy_data import TOKENIZER
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+OUT = os.environ.get("LESSONS_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 os.makedirs(OUT, exist_ok=True)
 
 cross_attention_mask = use("cross_attention_mask")
@@ -56,12 +57,15 @@ for n in (1, 5, 16):
         print(f"{n:2d} images, {'immediate' if only else 'all prev.'}: the last token attends to {seen:3d} tokens")
 
 # %% [markdown]
-# ## Summary
-# - phi(t) picks one image per text token; its mask row selects that image's R tokens.
-# - Earlier images still reach later text, through the LM's own causal self-attention.
-#
-# ## Questions
-# 1. Which token can carry information about image 1 to the text after image 2?
-# 2. Build the mask for the paper's p_next augmentation (text attends to the *next* image).
-# 3. Why does the number of visual tokens a text token sees stay constant with the immediate mask?
+# ## Summary and questions
+
+# %%
+wrap_up(6, [
+    "phi(t) picks one image per text token; its mask row selects that image's R tokens.",
+    "Earlier images still reach later text, through the LM's own causal self-attention.",
+], [
+    "Which token can carry information about image 1 to the text after image 2?",
+    "Build the mask for the paper's p_next augmentation (text attends to the *next* image).",
+    "Why does the number of visual tokens a text token sees stay constant with the immediate mask?",
+])
 print(f"figures in {OUT}")

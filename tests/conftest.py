@@ -8,6 +8,8 @@ import signal
 import subprocess
 import time
 
+if "OMP_WAIT_POLICY" not in os.environ:  # before torch loads OpenMP: see flamingo_min/__init__.py
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 import pytest
 import torch
 from hypothesis import HealthCheck, settings

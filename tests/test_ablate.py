@@ -1,4 +1,4 @@
-"""The ablations (issue 12): every variant is a valid switch that changes what it says and nothing else; the bridges,
+"""The ablations: every variant is a valid switch that changes what it says and nothing else; the bridges,
 gates and layer placements behave as the paper's rows describe; the pretrained stages serve every bridge; and
 `main.py ablate` runs end to end, resumes after a kill and names every variant in its table."""
 import json

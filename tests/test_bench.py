@@ -2,16 +2,29 @@
 `python main.py bench`, never asserted: these machines are shared and noisy)."""
 import importlib.util
 
+import pytest
 import torch
 
 from conftest import TINY
 from flamingo_min import bench, train
 
+# The step split's stages at a tiny width and batch: what is timed, not how fast.
+SMALL = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.vision_width=16", "model.embed_dim=16",
+         "model.latents=3", "model.resampler_layers=1", "model.context=160", "data.text_len=64", "train.lm_batch=4",
+         "train.vision_batch=16", "train.doc_batch=4", "train.pair_batch=4"]
+
 
 def test_bench_sections_and_their_guarantees():
     r = bench.run(torch.device("cpu"), repeats=1, quick=True, progress=lambda s: None, cfg=TINY, batch=4,
-                  compile=False, recipe_steps=4)
-    assert set(r) >= {"train_step", "utilisation", "scaling", "inference", "recipe"}
+                  compile=False, recipe_steps=4, split_overrides=SMALL, contend=False)
+    assert set(r) >= {"train_step", "utilisation", "scaling", "inference", "recipe", "split"}
+    assert "contention" not in r
+    for stage in train.STAGES:                 # every phase of a real step timed, the data phase split into its parts
+        v = r["split"][stage]
+        assert set(v) == {"step_s", "data", "forward", "backward", "optimiser", *bench.DATA}
+        assert v["forward"] > 0 and v["backward"] > 0 and v["data"] > 0
+        # the profiler found the loader's labels: their shares make up the whole data phase (0 if none was seen)
+        assert sum(v[k] for k in bench.DATA) == pytest.approx(v["data"])
     assert "compiled_step" not in r and set(r["recipe"]) == {"eager"}     # compiled sections: tests/test_train.py
     eager = r["recipe"]["eager"]
     assert eager["total_s"] == sum(eager[s]["projected_s"] for s in train.STAGES) > 0
@@ -28,7 +41,8 @@ def test_bench_sections_and_their_guarantees():
     u = r["utilisation"]
     assert u["fraction"] == u["model_flops_per_s"] / u["matmul_flops_per_s"] > 0
     text = bench.table(r)
-    assert all(w in text for w in ("training step", "utilisation", "scaling with resolution", "inference", "recipe"))
+    assert all(w in text for w in ("training step", "utilisation", "scaling with resolution", "inference", "recipe",
+                                   "where a real training step goes"))
     assert bench.plot(r)[:8] == b"\x89PNG\r\n\x1a\n"
 
 

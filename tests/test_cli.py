@@ -224,7 +224,8 @@ def test_the_real_program_answers_in_one_line(run_copy, tmp_path):
                                                                    "bench"))
     train_help = " ".join(program("train", "--help").stdout.split())   # undo argparse's line wrapping
     assert "--preset" in train_help
-    assert all(f"{part}.{f.name} (" in train_help for part, f in settable()), "train --help lists every --set key"
+    assert all(f" {part}.{f.name} {main.shown(f.default)} " in train_help for part, f in settable()), \
+        "train --help lists every --set key with its default"
 
 
 def test_report_summarises_seeds(tiny_run, tmp_path):
@@ -240,3 +241,17 @@ def test_report_summarises_seeds(tiny_run, tmp_path):
     assert os.path.exists(tmp_path / "fewshot.png")
     status, _, err = run_main("report", runs[0], str(tmp_path / "nothing"))
     assert refused(status, err) and "eval.json" in err
+
+
+@pytest.mark.parametrize("first", ["flamingo_min", "toy_data", "main"])
+def test_every_entry_point_lets_idle_threads_sleep_soon(first):
+    """Two torch processes on a 2-core machine whose idle OpenMP threads spin long run several times slower each
+    (`python main.py bench`: contention). Importing any entry point sets GOMP_SPINCOUNT=1000 before torch loads OpenMP,
+    unless the environment already chose how threads wait: then that choice stands. (The child forgets what .venv's
+    start-up file set, so that only the import is tested.)"""
+    for given, expected in ((None, "1000"), ("PASSIVE", None), ("ACTIVE", None)):
+        forget = "[os.environ.pop(k, None) for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')]; "
+        choose = f"os.environ['OMP_WAIT_POLICY'] = {given!r}; " if given else ""
+        show = f"import os; {forget}{choose}import {first}, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
+        out = subprocess.run([sys.executable, "-c", show], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout.split() == [str(expected)], out.stderr

@@ -1,4 +1,4 @@
-"""The model's required behaviour (issue 3): zero cross-attention before the first image, locality, identity at
+"""The model's required behaviour: zero cross-attention before the first image, locality, identity at
 init, causality, batch independence, resampler invariances, cached generation, clear errors, freezing."""
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The toy world (issue 2): determinism, document structure, held-out splits, pixels that mean what they say."""
+"""The toy world: determinism, document structure, held-out splits, pixels that mean what they say."""
 
 import random
 

@@ -1,4 +1,4 @@
-"""Clips (issue 14): the pixels show what the caption says, a clip played backwards is the opposite event, frame order
+"""Clips: the pixels show what the caption says, a clip played backwards is the opposite event, frame order
 reaches the model only through the temporal embeddings, an image is exactly a 1-frame clip, a clip is one media item
 to the mask, the video stream, preset and tasks work end to end, and a run of the older vocabulary is refused."""
 import random

@@ -22,7 +22,7 @@ Which targets carry loss (`Sample.loss_mask`, True where token t is predicted fr
 - never `<bos>`, `<image>` (it is given, not predicted), padding, or text before the first image;
 - in an infer document, not the first answer: which attribute is asked cannot be known before one example;
 - in a bind document, only labels whose value appeared earlier in the document. A first occurrence is a coin flip over
-  nonce words, and its gradient teaches a prior over labels instead of reading the context (issue 5's prototype).
+  nonce words, and its gradient teaches a prior over labels instead of reading the context.
 """
 import random
 from dataclasses import dataclass

@@ -129,7 +129,7 @@ def render_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02, 
         owner_base += len(scenes)
     M, B = len(objs), owner_base
     dev = torch.device("cpu") if device is None else torch.device(device)
-    owner, shape, colour, sz, cell, colourless = torch.tensor([o[:6] for o in objs], dtype=torch.long).view(
+    owner, _, colour, sz, cell, colourless = torch.tensor([o[:6] for o in objs], dtype=torch.long).view(
         M, 6).to(dev).unbind(-1)                                                 # each (M,)
     dx, dy, scale = torch.tensor([o[6:] for o in objs], dtype=torch.float).view(M, 3).to(dev).unbind(-1)
     jx, jy, jc = (torch.cat([d[k] for d in draws]).to(dev) for k in range(3))  # (M,), (M,), (M, 3)
@@ -144,8 +144,9 @@ def render_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02, 
     y = ((axis.view(1, size, 1) - cy.view(M, 1, 1)) / r.view(M, 1, 1)).expand(M, size, size)
     d = torch.empty(M, size, size, device=dev)
     for s, sdf in enumerate(SDF):  # evaluate each shape's SDF only on the objects that have that shape
-        idx = (shape == s).nonzero().squeeze(1)
-        if len(idx):
+        rows = [m for m, o in enumerate(objs) if o[1] == s]   # found on the host: no read of the device
+        if rows:
+            idx = torch.tensor(rows).to(dev, non_blocking=True)
             d[idx] = sdf(x[idx], y[idx])
     pixel = 2.0 / size
     alpha = (0.5 - d * r.view(M, 1, 1) / pixel).clamp(0, 1)                      # (M, H, W) coverage

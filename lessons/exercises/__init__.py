@@ -6,14 +6,53 @@
 - solutions.py   reference answers, kept apart: look only when stuck
 
 Lessons call `use(name)`: your implementation when its check passes, the reference solution otherwise, and they say
-which one they are running.
+which one they are running. `python main.py check` grades in a subprocess (grade.py), so that even a loop no time
+limit can interrupt cannot hang it.
 """
+import contextlib
 import importlib.util
 import os
+import signal
+import threading
 
-EXERCISES = ("phi", "cross_attention_mask", "gated_xattn_forward", "resampler_attention", "contrastive_loss",
-             "build_prompt", "greedy_decode")
+EXERCISES = ("phi", "contrastive_loss", "resampler_attention", "gated_xattn_forward", "cross_attention_mask",
+             "next_token_loss", "build_prompt", "greedy_decode", "score_candidates", "frame_input")   # lesson order
 STUDENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "student.py")
+LIMIT_S = 10.0   # per exercise: every check takes well under a second on the reference solution
+
+
+class TimeUp(BaseException):
+    """Raised into a check that ran out of time. Not an Exception, so a student's `except Exception` cannot eat it."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Interrupt the code inside after `seconds` with TimeUp (a timer signal: Unix, main thread; elsewhere there is
+    no limit here, and the grader's subprocess timeout is what stops a loop)."""
+    if not seconds or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread() \
+            or signal.getitimer(signal.ITIMER_REAL)[0]:   # or someone else's timer is running: leave it be
+        yield
+        return
+
+    def ring(signum, frame):
+        raise TimeUp()
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def out_of_time(limit):
+    return f"no answer within {limit:g} s (the reference takes well under 1 s): an endless loop?"
+
+
+def shown(path):
+    """A path as a person reads it: relative to here when it is below here, else absolute."""
+    rel = os.path.relpath(os.path.abspath(path))
+    return os.path.abspath(path) if rel.startswith("..") else rel
 
 
 def load(path=None):
@@ -31,16 +70,20 @@ def load(path=None):
     return module
 
 
-def status(name, module):
-    """('done' | 'failing' | 'not started', message) for one exercise of `module`."""
+def status(name, module, limit=LIMIT_S):
+    """('done' | 'failing' | 'not started', message) for one exercise of `module`; its check may run `limit` s."""
     from . import checks
+    where = shown(module.__file__)
     impl = getattr(module, name, None)
     if impl is None:
-        return "failing", f"{module.__file__} has no function {name}"
+        return "failing", f"{where} has no function {name}"
     try:
-        getattr(checks, name)(impl)
-    except NotImplementedError as e:
-        return "not started", str(e)
+        with time_limit(limit):
+            getattr(checks, name)(impl)
+    except NotImplementedError:
+        return "not started", f"exercise {name}: implement it in {where}"
+    except TimeUp:
+        return "failing", out_of_time(limit)
     except Exception as e:  # an assertion or any crash in the student's code: report it, do not stop the table
         return "failing", f"{type(e).__name__}: {e}"
     return "done", ""
@@ -53,10 +96,11 @@ def use(name, quiet=False):
     try:
         module = load()
         state, _ = status(name, module)
-    except FlamingoError as e:
-        state, module = f"failing: {e}", None
+        why = f"{state} in {shown(STUDENT)}"
+    except FlamingoError as e:   # the student's file does not run: the message says so, and names it
+        state, module, why = "failing", None, str(e)
     fn = getattr(module, name) if state == "done" else getattr(solutions, name)
     if not quiet:
         print(f"[{name}: using {'YOUR implementation' if state == 'done' else 'the reference solution'}"
-              f"{'' if state == 'done' else ' (' + state + ' in lessons/exercises/student.py)'}]")
+              f"{'' if state == 'done' else ' (' + why + ')'}]")
     return fn

@@ -20,4 +20,13 @@ HINTS = {
                     "Join '<bos>', the chunks, '<image>' and the query's prefix with spaces, and strip the end.",
     "greedy_decode": "Loop: logits = model(ids, images=images)[0, -1]; set the banned tokens' logits to -inf; "
                      "tok = argmax; stop if tok is TOKENIZER.eoc_id; else append it to the output and to ids.",
+    "next_token_loss": "Position t-1 predicts token t: line up logits[:, :-1] with ids[:, 1:] and the mask of those "
+                       "targets, loss_mask[:, 1:]. Boolean indexing keeps only the scored ones; F.cross_entropy "
+                       "then averages over them.",
+    "score_candidates": "For each candidate: full = torch.cat([ids, candidate]); logp = log_softmax of "
+                        "model(full, images=images)[0, :-1] (row t holds log p of token t+1). The candidate's tokens "
+                        "sit at positions T.., so read rows T-1.. with gather, and sum.",
+    "frame_input": "Give an image a frame axis first (features[:, :, None]). Then module.proj(features) + "
+                   "module.time[:F, None]: the None makes time[f] broadcast over frame f's S features. Flatten with "
+                   "rearrange(x, 'b n f s d -> (b n) (f s) d').",
 }

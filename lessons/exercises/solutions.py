@@ -59,3 +59,25 @@ def greedy_decode(model, ids, images, max_new_tokens=10):
         out.append(tok)
         ids = torch.cat([ids, torch.tensor([[tok]], device=ids.device)], dim=1)
     return out
+
+
+def next_token_loss(logits, ids, loss_mask):
+    scored = loss_mask[:, 1:]                          # target t is scored or not; position t-1 predicts it
+    return F.cross_entropy(logits[:, :-1][scored], ids[:, 1:][scored])
+
+
+@torch.no_grad()
+def score_candidates(model, ids, images, candidates):
+    T, scores = ids.shape[1], []
+    for cand in candidates:
+        full = torch.cat([ids, torch.tensor([cand], device=ids.device)], dim=1)
+        logp = F.log_softmax(model(full, images=images)[0, :-1].float(), -1)   # row t: log p(token t+1)
+        scores.append(logp[T - 1:].gather(-1, full[0, T:, None]).sum().item())
+    return scores
+
+
+def frame_input(module, features):
+    if features.dim() == 4:
+        features = features[:, :, None]                                   # an image is a 1-frame clip
+    x = module.proj(features) + module.time[:features.shape[2], None]     # (B, N, F, S, D): time[f] on frame f
+    return rearrange(x, "b n f s d -> (b n) (f s) d")

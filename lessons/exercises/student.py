@@ -1,7 +1,8 @@
 """Your exercises. Replace each `raise NotImplementedError(...)` with an implementation, then run
 `python main.py check NAME` (or `python main.py check` for the table). Hints: `python main.py check NAME --hint`.
 
-Shapes: B batch, T text length, N images, R tokens per image, M = N * R, D width, S spatial features, H heads.
+Shapes: B batch, T text length, N images, R tokens per image, M = N * R, D width, S spatial features, H heads,
+F frames of a clip, V vocabulary.
 Use torch and einops; look at the real modules in flamingo_min/ only after you have tried.
 """
 import torch  # noqa: F401  (you will want these)
@@ -57,3 +58,24 @@ def greedy_decode(model, ids, images, max_new_tokens=10):
     most likely next token (never <pad>, <bos> or <image>), stop at <EOC> (not included) or after max_new_tokens.
     Returns a list of token ids. Recomputing the whole prefix each step is fine here."""
     raise NotImplementedError("exercise greedy_decode: implement it in lessons/exercises/student.py")
+
+
+def next_token_loss(logits, ids, loss_mask):
+    """The training loss: logits (B, T, V), ids (B, T), loss_mask (B, T) bool, True where token t is a scored target
+    (never <bos>, <image> or padding; see toy_data/documents.py for what else is left out) -> scalar, the mean
+    cross-entropy over the scored targets. The logits at position t-1 predict token t."""
+    raise NotImplementedError("exercise next_token_loss: implement it in lessons/exercises/student.py")
+
+
+def score_candidates(model, ids, images, candidates):
+    """Close-ended scoring with a flamingo_min.Flamingo: ids (1, T) prompt, images (1, N, 3, H, W), candidates a list
+    of token-id lists -> one float per candidate: log p(candidate | prompt, images), the sum of its tokens'
+    log-probabilities, each given the prompt and the candidate's earlier tokens. The best answer scores highest."""
+    raise NotImplementedError("exercise score_candidates: implement it in lessons/exercises/student.py")
+
+
+def frame_input(module, features):
+    """The resampler's input with the weights of `module` (a flamingo_min.resampler.FrameInput): features of clips
+    (B, N, F, S, Dv) or of images (B, N, S, Dv), an image being a 1-frame clip -> (B*N, F*S, D): module.proj of each
+    feature plus module.time[f], the temporal embedding of its frame f; each clip on its own row, frame by frame."""
+    raise NotImplementedError("exercise frame_input: implement it in lessons/exercises/student.py")

@@ -1,0 +1,197 @@
+"""What a training step may do on any device, proved on the CPU: read nothing back from the device except where it logs
+or checkpoints, and draw the same batches whatever the number of data workers.
+
+A read of the device (`.item()`, `.tolist()`, `bool(t)`, `nonzero`, indexing with a boolean mask, a shape that depends
+on values) makes the host wait until the GPU has finished everything queued so far: one per step leaves the GPU idle
+while Python prepares the next kernels. On the CPU nothing waits, so the reads are counted instead: every aten operator
+a step dispatches passes through a TorchDispatchMode, and every `tolist` through a wrapper. And the step runs on the
+meta device, whose tensors have shapes and no values, where any read is an error.
+"""
+import os
+import traceback
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import flamingo_min.train as train
+from conftest import TINY_RUN
+from flamingo_min.config import make_config
+
+aten = torch.ops.aten
+# Operators whose result the host must wait for: a value read back, or an output whose shape depends on values.
+READS = {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.equal.default, aten.nonzero.default,
+         aten.masked_select.default, aten._unique2.default, aten.unique_consecutive.default, aten.unique_dim.default,
+         aten.repeat_interleave.Tensor, aten.masked_scatter.default}
+
+
+def by_mask(func, args):
+    """Indexing with a boolean mask: its result's length is the mask's count of True."""
+    if func not in (aten.index.Tensor, aten.index_put.default, aten.index_put_.default):
+        return False
+    return any(i is not None and i.dtype == torch.bool for i in args[1])
+
+
+class Reads(TorchDispatchMode):
+    """Counts the device reads dispatched while active, per training step (`self.step`, set by the test's hook).
+    torch.optim's own reads are left out: AdamW keeps its step counter on the host unless told otherwise, so reading it
+    never waits for a GPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.step, self.seen = None, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in READS or by_mask(func, args):
+            if not any(f"torch{os.sep}optim{os.sep}" in f.filename for f in traceback.extract_stack()):
+                self.seen.append((self.step, str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+def reads_per_step(run, stage, cfg, monkeypatch):
+    """Train `stage` of `run` and return {step: [reads]}; logged steps are 0 and the last (train.log_every)."""
+    mode = Reads()
+    step_of = train.learning_rate_fraction
+
+    def marked(step, *a):       # called once at the top of every step
+        mode.step = step
+        return step_of(step, *a)
+
+    tolist = torch.Tensor.tolist
+
+    def counted(t):
+        mode.seen.append((mode.step, "tolist"))
+        return tolist(t)
+
+    monkeypatch.setattr(train, "learning_rate_fraction", marked)
+    monkeypatch.setattr(torch.Tensor, "tolist", counted)
+    with mode:
+        train.run_stage(run, stage, cfg, progress=False)
+    monkeypatch.undo()
+    out = {}
+    for step, what in mode.seen:
+        out.setdefault(step, []).append(what)
+    return out
+
+
+@pytest.mark.parametrize("stage", train.STAGES)
+def test_a_training_step_reads_nothing_from_the_device_but_its_log(stage, tiny_run, tmp_path, monkeypatch):
+    cfg = make_config("quick", TINY_RUN + ["train.log_every=100", "train.ckpt_every=100", "train.lm_steps=5",
+                                           "train.vision_steps=5", "train.flamingo_steps=5"])
+    run = str(tmp_path)
+    for earlier in train.STAGES[:train.STAGES.index(stage)]:      # the pretrained stages the bridge needs
+        train.run_stage(run, earlier, cfg, progress=False)
+    reads = reads_per_step(run, stage, cfg, monkeypatch)
+    # Steps 1 to 3 are neither logged nor checkpointed: not one read. Steps 0 and 4 log (step 4 then checkpoints, with
+    # nothing new to check): the finite-loss check of the steps since the last one (nonzero, tolist) and the logged
+    # values (tolist). Building the model and loading the earlier stages read nothing (no step None).
+    logged = ["aten.nonzero.default", "tolist", "tolist"]
+    assert reads == {0: logged, 4: logged}
+
+
+def test_the_detector_sees_the_reads_it_is_meant_to_catch():
+    """The counter itself: each kind of read a step must not make is seen."""
+    x = torch.arange(6.0)
+    mode = Reads()
+    with mode:
+        x.sum().item()
+        bool(x[0] > 1)
+        x[x > 2]
+        x.nonzero()
+        x.masked_fill(x > 2, 0.0)       # not a read: the shape stays
+    assert [w for _, w in mode.seen] == ["aten._local_scalar_dense.default", "aten._local_scalar_dense.default",
+                                         "aten.index.Tensor", "aten.nonzero.default"]
+
+
+@pytest.mark.parametrize("stage", train.STAGES)
+def test_any_number_of_data_workers_draws_the_same_batches(stage, tiny_run):
+    """Step s's batch is a pure function of s: drawn in this process or ahead by 2 worker processes, it is the same
+    tensors in the same order, and on resume the workers start at the right step."""
+    cfg = make_config("quick", TINY_RUN)
+    _, _, load, *_ = train.SETUP[stage](tiny_run, cfg, torch.device("cpu"), 0)
+    cpu = torch.device("cpu")
+    here = list(train.batches(load, 3, 7, cpu, workers=0))
+    ahead = list(train.batches(load, 3, 7, cpu, workers=2))
+    assert len(here) == len(ahead) == 4
+
+    def same(a, b):
+        if torch.is_tensor(a):
+            return torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b)
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        if isinstance(a, (list, tuple)):
+            return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return a == b
+
+    assert all(same(a, b) for a, b in zip(here, ahead))
+    assert not same(here[0], here[1])                    # and the steps do differ: the comparison can fail
+
+
+def test_a_run_with_data_workers_trains_the_same_numbers(tiny_run, tmp_path):
+    cfg = make_config("quick", TINY_RUN + ["train.data_workers=2"])
+    for stage in train.STAGES:
+        train.run_stage(str(tmp_path), stage, cfg, progress=False)
+    strip = lambda ms: [{k: v for k, v in m.items() if k != "time"} for m in ms]
+    assert strip(train.read_metrics(str(tmp_path))) == strip(train.read_metrics(tiny_run))
+
+
+def test_fixed_shapes_meet_few_shapes_and_train_the_same_loss(tiny_run):
+    """train.fixed_shapes pads the bridge's batches to a few shapes; the loss of every step stays the same."""
+    losses, shapes = {}, {False: set(), True: set()}
+    for fixed in (False, True):
+        cfg = make_config("quick", TINY_RUN + [f"train.fixed_shapes={fixed}"])
+        torch.manual_seed(0)
+        _, _, load, step_loss, *_ = train.SETUP["flamingo"](tiny_run, cfg, torch.device("cpu"), 0)
+        with torch.no_grad():
+            losses[fixed] = []
+            for step in range(8):
+                data = load(step, torch.device("cpu"))
+                losses[fixed].append(step_loss(data)[0])
+                shapes[fixed] |= {(name, ids.shape[1], images.shape[1]) for name, groups in data.items()
+                                  for ids, _, images, _ in groups}
+                assert all((counts is None) == fixed for groups in data.values() for *_, counts in groups)
+    assert torch.allclose(torch.stack(losses[True]), torch.stack(losses[False]), rtol=1e-5)
+    # Multiples of 16 tokens up to data.max_len (48) and 2^k image slots: at most 3 x 5 shapes a dataset, whatever
+    # the number of steps; the same batches unpadded already meet more than that.
+    assert all(t in (16, 32, 48) and n in (1, 2, 4, 8, 16) for _, t, n in shapes[True])
+    assert len(shapes[True]) < len(shapes[False])
+
+
+def test_fixed_shape_pads_and_keeps_every_value():
+    ids, mask = torch.tensor([[1, 5, 6]]), torch.tensor([[False, True, True]])
+    images = torch.rand(1, 3, 3, 8, 8)
+    p_ids, p_mask, p_images, counts = train.fixed_shape(ids, mask, images, (2,))
+    assert p_ids.shape == (1, 16) and p_images.shape == (1, 4, 3, 8, 8) and counts is None
+    assert torch.equal(p_ids[:, :3], ids) and (p_ids[:, 3:] == train.TOKENIZER.pad_id).all()
+    assert torch.equal(p_mask[:, :3], mask) and not p_mask[:, 3:].any()
+    assert torch.equal(p_images[:, :3], images) and not p_images[:, 3:].any()
+
+
+@pytest.mark.parametrize("stage", train.STAGES)
+def test_a_training_step_runs_on_a_device_that_holds_no_values(stage, tiny_run):
+    """On the meta device a tensor has a shape and no values: reading one is an error, and so is any shape that depends
+    on values. A stage's batches are drawn there, and its steps (forward, backward, clipping, AdamW) run there."""
+    meta = torch.device("meta")
+    cfg = make_config("quick", TINY_RUN)
+    model, groups, load, step_loss, *_ = train.SETUP[stage](tiny_run, cfg, meta, 0)
+    model.train()
+    opt = torch.optim.AdamW(groups, lr=1e-3)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for step in range(2):
+        data = load(step, meta)
+        loss, extra = step_loss(data)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.train.clip)
+        opt.step()
+    batch = tensors(data)
+    assert len(batch) >= 2 and {t.device for t in [loss, *extra.values(), *batch, *params]} == {meta}
+
+
+def tensors(x):
+    """Every tensor in a batch of nested dicts, lists and tuples."""
+    if torch.is_tensor(x):
+        return [x]
+    if isinstance(x, dict):
+        x = list(x.values())
+    return [t for v in x for t in tensors(v)] if isinstance(x, (list, tuple)) else []

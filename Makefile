@@ -17,13 +17,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/flamingo_min_threads.pth"
 	touch $@
 
-train: $(VENV)/.installed      ## the reference run: three stages, then the few-shot evaluation (~8 min on 2 cores)
+train: $(VENV)/.installed      ## the reference run: three stages, then the few-shot evaluation (~12 min on 2 cores)
 	$(PY) main.py train
 
 quick: $(VENV)/.installed      ## everything at toy speed (~1 min)
 	$(PY) main.py train --preset quick
 
-seeds: $(VENV)/.installed      ## the reference run for seeds 0, 1 and 2, then their means and spreads (~24 min)
+seeds: $(VENV)/.installed      ## the reference run for seeds 0, 1 and 2, then their means and spreads (~38 min)
 	for s in 0 1 2; do $(PY) main.py train --seed $$s --out runs/seed$$s || exit 1; done
 	$(PY) main.py report runs/seed0 runs/seed1 runs/seed2 --out runs
 

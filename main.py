@@ -99,7 +99,9 @@ def finish_run(a, out, cfg, times, device):
         print("  the LM's text-only binding (3-way, evaluation nonce words), by pairs in context: " + ", ".join(
             f"{p}: {evaluate.lm_binding_accuracy(lm, pairs=p):.0%}" for p in (1, 8, 32)) + "; concept binding "
             "(`red circle tiv .`), by shots: " + ", ".join(
-            f"{k}: {evaluate.lm_concept_accuracy(lm, shots=k):.0%}" for k in (2, 4, 16)))
+            f"{k}: {evaluate.lm_concept_accuracy(lm, shots=k):.0%}" for k in (2, 4, 16)) + "; with lures (each "
+            "other label's example shares the query's other word), by shots: " + ", ".join(
+            f"{k}: {evaluate.lm_concept_accuracy(lm, shots=k, lures=True):.0%}" for k in (4, 16)))
     if a.stage in (None, "flamingo") and not a.no_eval:
         model, cfg = load_run(out, device)
         result, secs = evaluate.timed_evaluate(model, cfg.data, cfg.train.eval_shots, cfg.train.eval_episodes,
@@ -236,7 +238,7 @@ def parser():
     from flamingo_min.train import STAGES
     from lessons.exercises import EXERCISES, LIMIT_S
     from toy_data.settings import describe
-    from toy_data.tasks import ALL_TASKS, SHOTS, TASKS, VIDEO_TASKS
+    from toy_data.tasks import ALL_TASKS, RICH_TASKS, SHOTS, TASKS, VIDEO_TASKS
 
     device = argparse.ArgumentParser(add_help=False)
     device.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
@@ -280,8 +282,9 @@ def parser():
     episodes = TrainConfig().eval_episodes
     e.add_argument("--episodes", type=whole(1), default=episodes,
                    help=f"episodes per task and shot count (default {episodes}, as `train` evaluates)")
-    e.add_argument("--tasks", help=f"comma-separated, from {', '.join(TASKS)} (stills) and {', '.join(VIDEO_TASKS)} "
-                   "(clips; default: those the run was trained for)")
+    e.add_argument("--tasks", help=f"comma-separated, from {', '.join(TASKS)} (stills), {', '.join(RICH_TASKS)} "
+                   f"(binding in other formats: toy_data/formats.py) and {', '.join(VIDEO_TASKS)} (clips; default: "
+                   "those the run was trained for)")
     e.add_argument("--beams", type=whole(1), default=3, help="beam width for open-ended answers (1 = greedy; paper: 3)")
     e.add_argument("--selection", default="random", choices=SELECTIONS, help="support selection")
     e.add_argument("--json", action="store_true", help="print eval.json instead of the table")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from toy_data import TOKENIZER, DataConfig
 from toy_data.documents import LONGEST_CHUNK
+from toy_data.formats import LONGEST as LONGEST_FORMAT
 from toy_data.settings import check, choice, describe, knob
 from toy_data.tasks import SHOTS, check_shots, shot_count
 
@@ -83,7 +84,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lm_steps: int = knob(900, lo=1, stage="lm")
+    lm_steps: int = knob(900, lo=1, stage="lm")         # copying appears suddenly, after 600-700 (docs/recipe.md)
     lm_batch: int = knob(16, lo=1, stage="lm")          # packed sequences of data.text_len tokens
     lm_lr: float = knob(3e-3, lo=1e-6, hi=1, stage="lm")
     vision_steps: int = knob(800, lo=1, stage="vision")  # 500: a seed in 3 read held-out shapes badly (docs/recipe.md)
@@ -164,23 +165,26 @@ class Config:
                              f"{d.clip_frames} frames but model.max_frames={m.max_frames} gives only that many "
                              f"temporal embeddings: set model.max_frames={d.clip_frames} (or use --preset video)")
         most = max(shot_count(s) for s in check_shots(self.train.eval_shots))
-        need = 1 + (most + 1) * LONGEST_CHUNK
+        need = 1 + (most + 1) * PROMPT_CHUNK
         if need > m.context:
             raise ValueError(f"train.eval_shots asks for {most}-shot prompts of up to {need} tokens but "
                              f"model.context={m.context}: use at most {fitting_shots(m.context)} shots or raise "
                              "model.context")
 
 
+PROMPT_CHUNK = max(LONGEST_CHUNK, LONGEST_FORMAT)   # the longest chunk of any evaluation prompt
+
+
 def fitting_shots(context):
     """The most shots whose prompts always fit a context of this many tokens."""
-    return (context - 1) // LONGEST_CHUNK - 1
+    return (context - 1) // PROMPT_CHUNK - 1
 
 
 PRESETS = {
     # Tests and classroom demos: every stage and the evaluation in about 1 minute on 2 CPU cores (52 s measured).
     "quick": {"train.lm_steps": 150, "train.vision_steps": 80, "train.flamingo_steps": 150,
               "train.eval_episodes": 24, "train.ckpt_every": 50, "train.vision_batch": 64},
-    # The reference run: about 8 minutes on 2 CPU cores (7.7 measured; docs/results.md).
+    # The reference run: about 12 minutes on 2 CPU cores (11.5 measured; docs/results.md).
     "default": {},
     # Stills and clips (toy_data/clips.py): the default recipe plus a video stream in the bridge's mixture, clip
     # captions in the LM's text, and the video tasks in the evaluation.
@@ -259,7 +263,17 @@ def to_dict(cfg):
     return dataclasses.asdict(cfg)
 
 
+def upgrade(d):
+    """A recorded configuration with every setting it predates added at the value that reproduces it (a field's
+    `legacy`): a run made before data.text_formats existed was made with plain binding text only."""
+    d = {part: dict(d.get(part, {})) for part in PARTS}
+    for part, f in settable():
+        if "legacy" in f.metadata:
+            d[part].setdefault(f.name, f.metadata["legacy"])
+    return d
+
+
 def from_dict(d):
     """The Config a checkpoint or config.json recorded (lists back to tuples). Raises ConfigError."""
-    return build({part: {k: tuple(v) if isinstance(v, list) else v for k, v in d.get(part, {}).items()}
-                  for part in PARTS})
+    return build({part: {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+                  for part, values in upgrade(d).items()})

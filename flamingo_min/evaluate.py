@@ -7,8 +7,10 @@ then score it two ways:
 Beside the model, three context-only baselines read the answers the same prompt shows (the most frequent, the last,
 a uniform guess among the distinct ones), scored in the unit of the mode they stand beside.
 
-Tasks: the still-image tasks, and for a model with temporal embeddings for a clip's frames (the video preset) the clip
-tasks too (`tasks_for`; toy_data/tasks.py lists both).
+Tasks: the still-image tasks, `bind` again in each other binding format (`bind-after`, ...: toy_data/formats.py), and
+for a model with temporal embeddings for a clip's frames (the video preset) the clip tasks too (`tasks_for`;
+toy_data/tasks.py lists them). A format that no training document used is held out: eval.json lists those tasks
+under "held_out", and the table marks them with `*`.
 
 Shot keys (toy_data.tasks.SHOTS): "none" is the query alone; "0" the paper's zero-shot (two text-only examples);
 "k" is k image-text examples. Support selection: `random` (the episode's support_indices) or `rices` (the k pool
@@ -18,7 +20,9 @@ Speed: every image of an episode (pool and query) is rendered, encoded and resam
 shot) are left-padded into batches, and generation uses the KV cache.
 
 eval.json: {"tasks": {"<task>/<mode>": {"chance": float, "baselines": {"majority" | "last" | "uniform":
-{"<shot>": float}}, "shots": {"<shot>": float}}}, "episodes": int, "seed": int}.
+{"<shot>": float}}, "shots": {"<shot>": float}, and for binding tasks "ideal": {"<shot>": float}}}, "held_out": [task,
+...], "episodes": int, "seed": int}. `ideal` is toy_data.tasks.ideal_binding: what perfect perception and reasoning
+would score on the same episodes.
 
 Shapes: E episodes, P pool size, k shots, R latents, D width, Dv vision width.
 """
@@ -34,9 +38,10 @@ import torch.nn.functional as F
 from toy_data import EVAL_NONCE, TOKENIZER
 from toy_data.clips import render_media
 from toy_data.documents import ATTRIBUTES, VALUES, concept_words
-from toy_data.shapes import COLOURS, SHAPES
-from toy_data.tasks import (ALL_TASKS, NO_CONTEXT, SHOTS, TASKS, VIDEO_TASKS, baseline_answers, build_prompt,
-                            check_shots, make_episode, score, shot_count)
+from toy_data.shapes import COLOURS, COUNTS, POSITIONS, SHAPES, SIZES
+from toy_data.formats import BY_NAME
+from toy_data.tasks import (ALL_TASKS, NO_CONTEXT, RICH_TASKS, SHOTS, TASKS, VIDEO_TASKS, baseline_answers,
+                            binding, build_prompt, check_shots, ideal_binding, make_episode, score, shot_count)
 
 from . import plots
 from .config import fitting_shots
@@ -92,8 +97,10 @@ def rank_candidates(model, prompts, media, candidates):
 
 # --- the steps of an evaluation --------------------------------------------------------------------------------------
 def episodes_for(task, n, data_cfg, seed, pool_size=32):
-    """n episodes of one task. They depend on (task, seed, index) alone, not on which other tasks run beside it."""
-    base = seed * 1_000_003 + zlib.crc32(task.encode()) % 65_521 * 10_007
+    """n episodes of one task. They depend on (task, seed, index) alone, not on which other tasks run beside it; a
+    binding format's are the `bind` episodes themselves, in that format."""
+    family = "bind" if task in RICH_TASKS else task
+    base = seed * 1_000_003 + zlib.crc32(family.encode()) % 65_521 * 10_007
     return [make_episode(task, base + j, data_cfg, pool_size) for j in range(n)]
 
 
@@ -148,16 +155,29 @@ def answer(model, eps, chunk, shot, media, pooled, selection, beams):
     longest = max(len(TOKENIZER.encode(c)) for e in chunk for c in eps[e].candidates)
     generated = model.generate(ids.to(device), media=m, valid=valid.to(device), max_new_tokens=longest + 1,
                                num_beams=beams)
-    opened = [TOKENIZER.decode(g) for g in generated]
+    opened = [until(TOKENIZER.decode(g), eps[e].query.tail) for e, g in zip(chunk, generated)]
     ranked = rank_candidates(model, list(prompts), m, [eps[e].candidates for e in chunk])
     closed = [eps[e].candidates[max(range(len(s)), key=s.__getitem__)] for e, s in zip(chunk, ranked)]
     return opened, closed, shown
 
 
+def until(text, tail):
+    """An open-ended answer: the generated words before the format's words after the label (`tiv . where ?` -> `tiv`
+    when the format goes on `. where ? ...`)."""
+    words, stop = text.split(), tail.split()[:1]
+    return " ".join(words[: words.index(stop[0])] if stop and stop[0] in words else words)
+
+
 def tasks_for(model_cfg, data_cfg):
-    """The tasks a model is evaluated on by default: the still-image tasks, and the clip tasks when it has temporal
-    embeddings for every frame of a clip."""
-    return ALL_TASKS if model_cfg.max_frames >= data_cfg.clip_frames else TASKS
+    """The tasks a model is evaluated on by default: the still-image tasks, binding in every other format, and the
+    clip tasks when it has temporal embeddings for every frame of a clip."""
+    stills = TASKS + RICH_TASKS
+    return stills + VIDEO_TASKS if model_cfg.max_frames >= data_cfg.clip_frames else stills
+
+
+def held_out(tasks, data_cfg):
+    """The binding-format tasks whose format no training document used (data.bind_formats)."""
+    return [t for t in tasks if t in RICH_TASKS and t.removeprefix("bind-") not in data_cfg.bind_formats]
 
 
 def check_request(model, data_cfg, tasks, shots, episodes, beams, selection, batch_size):
@@ -221,7 +241,10 @@ def evaluate(model, data_cfg, shots=SHOTS, episodes=200, seed=0, tasks=None, bea
                 "chance": chance,
                 "baselines": {n: {s: _mean(v) for s, v in per.items()} for n, per in base_scores[mode].items()},
                 "shots": {s: _mean(v) for s, v in model_scores[mode].items()}}
-    return {"tasks": results, "episodes": episodes, "seed": seed}
+            if binding(task):   # the ceiling that perfect perception and reasoning would reach on these episodes
+                results[f"{task}/{mode}"]["ideal"] = {
+                    s: _mean([ideal_binding(ep, s, data_cfg.bind_attributes) for ep in eps]) for s in shots}
+    return {"tasks": results, "held_out": held_out(tasks, data_cfg), "episodes": episodes, "seed": seed}
 
 
 def shot_label(shot):
@@ -274,28 +297,42 @@ def summarise(results):
                      "baselines": {b: {s: col(lambda c: c["baselines"][b][s]) for s in per}
                                    for b, per in cell["baselines"].items()},
                      "shots": {s: col(lambda c: c["shots"][s]) for s in cell["shots"]}}
-    return {"tasks": out, "episodes": results[0]["episodes"], "seeds": [r["seed"] for r in results]}
+        if "ideal" in cell:
+            out[name]["ideal"] = {s: col(lambda c: c["ideal"][s]) for s in cell["ideal"]}
+    return {"tasks": out, "held_out": results[0].get("held_out", []), "episodes": results[0]["episodes"],
+            "seeds": [r["seed"] for r in results]}
 
 
 def table(results):
     """One eval.json result, or a list of them (several seeds), as a text table: a row per task/mode with a column per
-    shot key, and under it the best context-only baseline at each shot."""
+    shot key, and under it the best context-only baseline at each shot (and for binding, the ideal observer)."""
     results = results if isinstance(results, list) else [results]
     s = summarise(results)
     many = len(results) > 1
     shots = list(next(iter(s["tasks"].values()))["shots"])
     w = 12 if many else 8
-    head = f"{'task/mode':<16}{'chance':>7}" + "".join(f"{shot_label(k):>{w}}" for k in shots)
+    names = {n: n.replace("/", "*/") if n.split("/")[0] in s["held_out"] else n for n in s["tasks"]}
+    left = max(16, *(len(v) + 1 for v in names.values()))
+    head = f"{'task/mode':<{left}}{'chance':>7}" + "".join(f"{shot_label(k):>{w}}" for k in shots)
     lines = [head, "-" * len(head)]
     cell = (lambda c: f"{c['mean']:.2f} ({c['spread']:.2f})") if many else (lambda c: f"{c['mean']:.2f}")
+
+    def under(label, values):
+        return f"{label:<{left + 7}}" + "".join(f"{v:>{w}.2f}" for v in values)
+
     for name, r in s["tasks"].items():
-        lines.append(f"{name:<16}{r['chance']:>7.2f}" + "".join(f"{cell(r['shots'][k]):>{w}}" for k in shots))
+        cells = "".join(f"{cell(r['shots'][k]):>{w}}" for k in shots)
+        lines.append(f"{names[name]:<{left}}{r['chance']:>7.2f}{cells}")
         best = [max(r["baselines"][b][k]["mean"] for b in r["baselines"]) for k in shots]
-        lines.append(f"{'  best baseline':<23}" + "".join(f"{v:>{w}.2f}" for v in best))
+        lines.append(under("  best baseline", best))
+        if "ideal" in r and name.endswith("/closed"):
+            lines.append(under("  ideal observer", [r["ideal"][k]["mean"] for k in shots]))
     seeds = ", ".join(map(str, s["seeds"]))
     lines.append(f"({s['episodes']} episodes per cell; " + (f"mean (max - min) over seeds {seeds}" if many else
                  f"seed {seeds}") + "; best baseline: the best of majority, last and uniform, which read only the "
-                 "answers in the prompt; caption/open is token F1, everything else accuracy)")
+                 "answers in the prompt; ideal observer: perfect perception and reasoning, binding's ceiling; "
+                 "caption/open is token F1, everything else accuracy" +
+                 ("; *: a binding format no training document used" if s["held_out"] else "") + ")")
     return "\n".join(lines)
 
 
@@ -346,23 +383,49 @@ def lm_binding_accuracy(lm, pairs=8, ways=3, episodes=200, seed=0, labels=EVAL_N
 
 
 @torch.no_grad()
-def lm_concept_accuracy(lm, shots=4, ways=3, episodes=200, seed=0, labels=EVAL_NONCE):
+def lm_concept_accuracy(lm, shots=4, ways=3, episodes=200, seed=0, labels=EVAL_NONCE, lures=False, fmt="plain"):
     """Text-only concept binding on the training combinations: `red circle tiv . blue square vop . red ring` ->
-    `tiv` (a label names one attribute's value, colour or shape; the other word varies). Argmax accuracy."""
-    rng = random.Random(seed)
-    rows, truths = [], []
+    `tiv` (a label names one attribute's value, colour or shape; the other word varies). Argmax accuracy; the
+    episodes are concept_episodes(...)'s."""
+    texts, answers, _ = concept_episodes(shots, ways, episodes, seed, labels, lures, fmt)
+    return _lm_accuracy(lm, [TOKENIZER.encode(t) for t in texts], [TOKENIZER.ids[a] for a in answers])
+
+
+def concept_episodes(shots=4, ways=3, episodes=200, seed=0, labels=EVAL_NONCE, lures=False, fmt="plain"):
+    """The text-only concept-binding episodes: (prompts, answers, bound attribute of each: 0 colour, 1 shape).
+
+    lures: every support of another label shares the query's other word (`blue ring vop .` before `red ring`) where
+    a training combination allows, and no support of the query's label does, so that only the bound word leads to
+    the answer. fmt: the supports in that binding format (toy_data/formats.py), e.g. `red circle tiv . where ? top .`;
+    the query stops where its label would start."""
+    rng, form = random.Random(seed), BY_NAME[fmt]
+    texts, answers, bounds = [], [], []
     for _ in range(episodes):
         bound = rng.randrange(2)
         values, names = rng.sample(range(len((COLOURS, SHAPES)[bound])), ways), rng.sample(labels, ways)
         picks = [rng.randrange(ways) for _ in range(shots)]
         query = rng.choice(picks)
-        support = " ".join(f"{concept_words(rng, bound, values[p])} {names[p]} ." for p in picks)
-        rows.append(TOKENIZER.encode(f"<bos> {support} {concept_words(rng, bound, values[query])}"))
-        truths.append(TOKENIZER.ids[names[query]])
-    return _lm_accuracy(lm, rows, truths)
+        q = concept_words(rng, bound, values[query])
+        kinds = (COLOURS, SHAPES)[1 - bound]
+        other = kinds.index(q.split()[1 - bound])                            # the query's other attribute, an index
+
+        def example(words, label):
+            facts = {"size": rng.choice(SIZES), "position": rng.choice(POSITIONS), "count": COUNTS[0]}
+            return form.text(rng, words, label, facts, ATTRIBUTES[bound])
+
+        def near(p):  # the other attribute's values a support may take
+            return None if not lures else [other] if p != query else [i for i in range(len(kinds)) if i != other]
+
+        support = " ".join(example(concept_words(rng, bound, values[p], near(p)), names[p]) for p in picks)
+        ask = example(q, "{label}").split("{label}")[0]
+        texts.append(f"<bos> {support} {ask}".strip())
+        answers.append(names[query])
+        bounds.append(bound)
+    return texts, answers, bounds
 
 
 def _lm_accuracy(lm, rows, truths):
-    ids = torch.tensor(rows, device=next(lm.parameters()).device)
-    guess = lm(ids)[:, -1].argmax(-1)
-    return (guess == torch.tensor(truths, device=ids.device)).float().mean().item()
+    device = next(lm.parameters()).device
+    ids, valid = left_pad(rows)
+    guess = lm(ids.to(device), valid=valid.to(device))[:, -1].argmax(-1)
+    return (guess == torch.tensor(truths, device=device)).float().mean().item()

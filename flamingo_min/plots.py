@@ -59,8 +59,9 @@ def gates(metrics):
 
 def fewshot(summary):
     """One panel per task: each mode's mean score against shots with its seeds' min-max band, the best context-only
-    baseline at every shot (dashed, in that mode's unit: token F1 for open captions, accuracy otherwise) and chance
-    (dotted). `summary` is evaluate.summarise(results); every baseline is in eval.json."""
+    baseline at every shot (dashed, in that mode's unit: token F1 for open captions, accuracy otherwise), chance
+    (dotted) and, for binding, the ideal observer (grey dash-dot). `summary` is evaluate.summarise(results); every
+    baseline is in eval.json. A binding format that no training document used is titled "(held out)"."""
     tasks = list(dict.fromkeys(name.split("/")[0] for name in summary["tasks"]))
     cols = min(3, len(tasks))
     rows = -(-len(tasks) // cols)
@@ -80,10 +81,13 @@ def fewshot(summary):
             best = [max(r["baselines"][b][k]["mean"] for b in r["baselines"]) for k in ks]
             ax.plot(x, best, "--", color=colour, lw=1, alpha=0.7, label=f"{mode}: best baseline")
         ax.axhline(r["chance"], color="gray", ls=":", lw=1, label="chance")
+        if "ideal" in r:
+            ax.plot(x, [r["ideal"][k]["mean"] for k in ks], "-.", color="gray", lw=1, label="ideal observer")
         ax.set_xticks(list(x), ks), ax.set_ylim(-0.02, 1.02)
-        ax.set_title(task), ax.set_xlabel("shots ('none': the query alone)", fontsize=8)
+        held_out = " (held out)" if task in summary.get("held_out", ()) else ""
+        ax.set_title(task + held_out), ax.set_xlabel("shots ('none': the query alone)", fontsize=8)
     axes[0][0].set_ylabel("accuracy (caption/open: token F1)", fontsize=8)
-    axes[0][0].legend(fontsize=6, loc="lower right")
+    (axes.flat[tasks.index("bind")] if "bind" in tasks else axes[0][0]).legend(fontsize=6, loc="lower right")
     seeds = summary["seeds"]
     fig.suptitle(f"few-shot scores on held-out colour x shape combinations ({summary['episodes']} episodes per "
                  f"point; " + (f"mean and min-max band over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1

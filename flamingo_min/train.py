@@ -37,7 +37,7 @@ from toy_data import TOKENIZER, DocumentStream, PairStream, TextCorpus
 from toy_data.documents import VideoStream, collate
 
 from . import distributed as dist
-from .config import from_dict, settable, to_dict
+from .config import from_dict, settable, to_dict, upgrade
 from .encoder import ContrastiveModel, VisionEncoder
 from .errors import CheckpointError, ConfigError, TrainingError
 from .files import check_writable, load_checkpoint, save_checkpoint, write_text
@@ -75,7 +75,7 @@ DEPENDS = {"lm": {"lm"}, "vision": {"vision"}, "flamingo": set(STAGES)}
 
 def _comparable(cfg_dict, stage):
     """The settings a stage's checkpoint depends on: all but evaluation settings and those only other stages read."""
-    d = json.loads(json.dumps(cfg_dict))  # tuples -> lists, as they come back from a checkpoint
+    d = json.loads(json.dumps(upgrade(cfg_dict)))  # tuples -> lists, as they come back from a checkpoint
     for part, f in settable():
         reader = f.metadata.get("stage")
         if (reader and reader not in DEPENDS[stage]) or f.name in ("eval_episodes", "eval_shots") or \

@@ -5,7 +5,7 @@
 # freeze both and train only the resampler, the gated layers and the new token embeddings. This lesson runs all three
 # at miniature size (well under a minute) with the same code as `python main.py train`, then plots the loss curves and
 # the gates' |tanh(alpha)| (the paper's Fig. 6). Lesson 8's few-shot curves need the full recipe: your own run
-# (`python main.py train`, ~8 min), or the one kept in the repository (`lessons/trained.py`), whose gates this lesson
+# (`python main.py train`, ~12 min), or the one kept in the repository (`lessons/trained.py`), whose gates this lesson
 # sets beside the miniature's.
 
 # %%

@@ -67,8 +67,8 @@ class TextOnly(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, ids):
-        return self.model(ids)
+    def forward(self, ids, valid=None):
+        return self.model(ids, valid=valid)
 
 
 with open(os.path.join(BRIDGES["baseline"], "config.json")) as f:

@@ -41,7 +41,7 @@ def open_gates(model, seed=0):
 
 # A whole run (every stage) small enough to train in seconds: the command line and the evaluation are tested on it.
 TINY_RUN = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.vision_width=16", "model.embed_dim=16",
-            "model.latents=3", "model.resampler_layers=1", "model.context=160", "data.text_len=64",
+            "model.latents=3", "model.resampler_layers=1", "model.context=240", "data.text_len=64",
             "train.lm_steps=12", "train.vision_steps=8", "train.flamingo_steps=12", "train.lm_batch=4",
             "train.vision_batch=16", "train.doc_batch=4", "train.pair_batch=4", "train.ckpt_every=4",
             "train.log_every=1", "train.warmup=4", "train.eval_episodes=3"]

@@ -442,7 +442,7 @@ MUTANTS = {
     "next_token_loss": [(loss_not_shifted, "the last position, which predict nothing"),
                         (loss_mask_of_the_predictor, "not a scored target"),
                         (loss_ignores_the_mask, "not a scored target"),
-                        (loss_ignores_padding_only, "('<image>'), not a scored target"),
+                        (loss_ignores_padding_only, "not a scored target (loss_mask"),
                         (loss_mean_over_every_position, "not by every position"),
                         (loss_sum, "not their sum")],
     "score_candidates": [(score_mean, "the mean favours long candidates"),

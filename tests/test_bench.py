@@ -10,7 +10,7 @@ from flamingo_min import bench, train
 
 # The step split's stages at a tiny width and batch: what is timed, not how fast.
 SMALL = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.vision_width=16", "model.embed_dim=16",
-         "model.latents=3", "model.resampler_layers=1", "model.context=160", "data.text_len=64", "train.lm_batch=4",
+         "model.latents=3", "model.resampler_layers=1", "model.context=240", "data.text_len=64", "train.lm_batch=4",
          "train.vision_batch=16", "train.doc_batch=4", "train.pair_batch=4"]
 
 

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from toy_data import (EVAL_NONCE, HELD_OUT, TOKENIZER, TRAIN_NONCE, DataConfig, DocumentStream, PairStream,
                       TextCorpus, Tokenizer, build_prompt, make_episode, render)
-from toy_data.documents import BIND_PREFIX, VALUES, concept_words
+from toy_data.documents import VALUES, concept_words
+from toy_data.formats import FORMATS
 from toy_data.shapes import BACKGROUND, COLOURS, RGB, SHAPES, Obj, Scene, describe
 from toy_data.tasks import TASKS, baseline_answers, token_f1
 
@@ -61,26 +62,32 @@ def test_unknown_word_is_named():
 
 def test_documents_hold_one_image_token_per_image_and_fit():
     docs, pairs = DocumentStream(CFG, 0), PairStream(CFG, 0)
-    tasks = set()
+    tasks, leads = set(), 0
     for i in range(N_CHECK):
         for s in (docs[i], pairs[i]):
             assert int((s.tokens == TOKENIZER.image_id).sum()) == len(s.images) == len(s.scenes)
             most = CFG.bind_max_images if s.task == "bind" else CFG.max_images
             assert 1 <= len(s.images) <= most and len(s.tokens) <= CFG.max_len
-            assert int((s.tokens == TOKENIZER.eoc_id).sum()) == len(s.images)
             assert not s.loss_mask[s.tokens == TOKENIZER.image_id].any()   # <image> is never a target
             first = int((s.tokens == TOKENIZER.image_id).nonzero()[0])
             assert not s.loss_mask[: first + 1].any()                     # nothing before the first image
+            assert int((s.tokens[first:] == TOKENIZER.eoc_id).sum()) == len(s.images)
+            if first > 1:                       # two answers without pictures open some task-inference documents
+                assert s.task == "infer" and TOKENIZER.decode(s.tokens[:first]).split()[2::2] == ["<EOC>"] * 2
+                leads += 1
             tasks.add(s.task)
     assert tasks == {"caption", "question", "count", "infer", "bind", "pair"}
+    assert leads > 10
     text = TextCorpus(CFG, 0)[0]
     assert len(text.tokens) == CFG.text_len and len(text.images) == 0
 
 
 def _labels(sample):
-    words = TOKENIZER.decode(sample.tokens).split()
-    assert all(words[i + 1] == BIND_PREFIX for i, w in enumerate(words) if w == "<image>")
-    return [words[i + 2] for i, w in enumerate(words) if w == "<image>"]
+    """The label of each chunk of a binding document, read by the format it is in (toy_data/formats.py)."""
+    pieces = TOKENIZER.decode(sample.tokens).replace("<bos>", "").split("<EOC>")[:-1]
+    reads = [[f.read(p.replace("<image>", "").strip()) for f in FORMATS if f.name in CFG.bind_formats] for p in pieces]
+    assert all(any(r) for r in reads) and all(p.split()[0] == "<image>" for p in pieces)
+    return [next(r for r in rs if r)[0] for rs in reads]
 
 
 def test_binding_documents_are_consistent_and_bursty():
@@ -105,7 +112,7 @@ def test_binding_documents_are_consistent_and_bursty():
         assert ok, TOKENIZER.decode(s.tokens)
         # Scored labels are exactly the repeated ones.
         words = TOKENIZER.decode(s.tokens).split()
-        scored = [words[t] for t in range(len(words)) if s.loss_mask[t] and words[t] != "<EOC>"]
+        scored = [words[t] for t in range(len(words)) if s.loss_mask[t] and words[t] in TRAIN_NONCE]
         repeats = [lb for k, lb in enumerate(labels) if lb in labels[:k]]
         assert scored == repeats
     assert seen > 50

@@ -17,7 +17,7 @@ from flamingo_min.evaluate import (baseline_scores, episode_images, episodes_for
                                    rank_candidates, rices, summarise, table)
 from toy_data import TOKENIZER, DocumentStream
 from toy_data.documents import collate
-from toy_data.tasks import TASKS, token_f1
+from toy_data.tasks import RICH_TASKS, TASKS, token_f1
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = TINY_RUN
@@ -129,15 +129,20 @@ def test_a_checkpoint_with_a_setting_this_code_lacks_is_a_different_configuratio
 def test_eval_writes_the_schema(tiny_run):
     model, cfg = train.load_run(tiny_run)
     result = evaluate(model, cfg.data, shots=("none", "0", "1", "2"), episodes=3, seed=1, beams=2)
-    assert set(result) == {"tasks", "episodes", "seed"} and result["episodes"] == 3 and result["seed"] == 1
-    assert set(result["tasks"]) == {f"{t}/{m}" for t in TASKS for m in ("open", "closed")}
+    assert set(result) == {"tasks", "held_out", "episodes", "seed"} and result["episodes"] == 3 and result["seed"] == 1
+    assert set(result["tasks"]) == {f"{t}/{m}" for t in TASKS + RICH_TASKS for m in ("open", "closed")}
+    assert result["held_out"] == list(RICH_TASKS)       # the recipe's documents bind in the plain form only
     for r in result["tasks"].values():
-        assert set(r) == {"chance", "baselines", "shots"} and list(r["shots"]) == ["none", "0", "1", "2"]
+        assert set(r) - {"ideal"} == {"chance", "baselines", "shots"} and list(r["shots"]) == ["none", "0", "1", "2"]
         assert set(r["baselines"]) == {"majority", "last", "uniform"}
         assert all(list(b) == list(r["shots"]) for b in r["baselines"].values())      # a baseline at every shot
         values = [r["chance"], *r["shots"].values(), *(v for b in r["baselines"].values() for v in b.values())]
         assert all(0 <= v <= 1 for v in values)
         assert all(b["none"] == 0 for b in r["baselines"].values())    # no answer in the prompt, none to copy
+    assert {n.split("/")[0] for n, r in result["tasks"].items() if "ideal" in r} == {"bind", "match", *RICH_TASKS}
+    ideal = result["tasks"]["bind/closed"]["ideal"]
+    assert ideal["none"] == ideal["0"] == pytest.approx(1 / 3) and ideal["1"] == 1.0   # no picture: chance
+    assert ideal == result["tasks"]["bind-after/open"]["ideal"]                     # the same episodes
     assert result["tasks"]["bind/closed"]["chance"] == pytest.approx(1 / 3)
     assert result["tasks"]["bind/closed"]["baselines"]["uniform"]["1"] == 1.0  # one shot: its label is the answer
     json.dumps(result)
@@ -178,6 +183,10 @@ def test_summary_of_seeds_and_the_table(tiny_run):
                     "spread": pytest.approx(max(values) - min(values))}
     assert s["seeds"] == [0, 1]
     assert "over seeds 0, 1" in table([a, b]) and "best baseline" in table(a)
+    rich = evaluate(model, cfg.data, shots=("2",), episodes=2, seed=0, tasks=("bind-after", "bind-two"), beams=1)
+    assert rich["held_out"] == ["bind-after", "bind-two"]      # the recipe's documents bind in the plain form only
+    assert "bind-two*/closed" in table(rich) and "bind-after*/closed" in table(rich)
+    assert "*: a binding format no training document used" in table(rich) and "*" not in table(a)
     with pytest.raises(EvalError, match="different tasks or shot counts"):
         summarise([a, evaluate(model, cfg.data, shots=("4",), episodes=1, seed=0, tasks=("bind", "count"))])
 

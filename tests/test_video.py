@@ -22,7 +22,7 @@ from toy_data import TOKENIZER, DataConfig, PairStream
 from toy_data.clips import EVENTS, SPAN, Clip, draw_clip, render_media, reverse
 from toy_data.documents import TextCorpus, VideoStream, collate
 from toy_data.shapes import BACKGROUND, COLOURS, EVAL_COMBOS, HELD_OUT, RGB, TRAIN_COMBOS
-from toy_data.tasks import TASKS, VIDEO_TASKS, make_episode
+from toy_data.tasks import RICH_TASKS, TASKS, VIDEO_TASKS, make_episode
 
 BRIDGES = ("perceiver", "mlp", "transformer", "mean")
 FRAMES = 4
@@ -179,9 +179,9 @@ def test_video_preset_trains_on_clips_and_is_evaluated_on_them():
     cfg = make_config("video")
     assert cfg.model.max_frames == FRAMES and "event" in cfg.data.text_mix
     assert "video" in datasets(cfg, 0) and "video" not in datasets(make_config("default"), 0)
-    assert tasks_for(cfg.model, cfg.data) == TASKS + VIDEO_TASKS
-    assert tasks_for(make_config("default").model, cfg.data) == TASKS
-    assert tasks_for(replace(cfg.model, max_frames=2), cfg.data) == TASKS   # too few temporal embeddings
+    assert tasks_for(cfg.model, cfg.data) == TASKS + RICH_TASKS + VIDEO_TASKS
+    assert tasks_for(make_config("default").model, cfg.data) == TASKS + RICH_TASKS
+    assert tasks_for(replace(cfg.model, max_frames=2), cfg.data) == TASKS + RICH_TASKS   # too few temporal embeddings
 
 
 @pytest.mark.parametrize("task", VIDEO_TASKS)

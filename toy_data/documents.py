@@ -16,20 +16,25 @@ Formats (paper section 2.3: `<image>` where an image stood, `<EOC>` ending each 
 Document tasks: caption; question (one attribute per document); count; infer (bare answers about one hidden attribute:
 `<image> red <EOC> <image> blue <EOC>`); bind (a per-document mapping from one attribute's values to nonce words,
 `<image> : dax <EOC>`: the `:` gives each image a second position, as `red circle dax .` has two words in the LM's
-text, so that the LM's own binding skill can be reused).
+text, so that the LM's own binding skill can be reused). Binding chunks, in documents and in the LM's concept-binding
+text alike, come in the surface forms of data.bind_formats and data.text_formats (formats.py: other words before or
+after the label).
 
 Which targets carry loss (`Sample.loss_mask`, True where token t is predicted from t-1 and scored):
 - never `<bos>`, `<image>` (it is given, not predicted), padding, or text before the first image;
 - in an infer document, not the first answer: which attribute is asked cannot be known before one example;
-- in a bind document, only labels whose value appeared earlier in the document. A first occurrence is a coin flip over
-  nonce words, and its gradient teaches a prior over labels instead of reading the context.
+- in a bind document, a label only where its value appeared earlier in the document (a first occurrence is a coin flip
+  over nonce words, and its gradient teaches a prior over labels instead of reading the context); of a chunk's other
+  words, those after the label, not those before it (as the plain format's `:` is not scored).
 """
 import random
 from dataclasses import dataclass
 
 import torch
 
+from . import formats
 from .clips import EVENTS, draw_clip, render_clip_groups
+from .formats import chunk_formats, fits
 from .shapes import (COLOURS, COUNTS, PLURALS, POSITIONS, SHAPES, SIZES, TRAIN_COMBOS, Obj, Scene, describe,
                      render_groups)
 from .settings import check, knob
@@ -54,15 +59,30 @@ class DataConfig:
     bind_max_images: int = knob(10, lo=2)  # per binding document: its chunks are short, and 5 images left binding
                                            # weak beyond 4 shots (measured: 16-shot 0.46-0.70 with 5, 0.69-0.87 with 10)
     max_len: int = knob(48, lo=8)          # tokens per document or pair, padding included
-    text_len: int = knob(160, lo=16)       # tokens per packed text-corpus sequence: longer than a 16-shot prompt
+    text_len: int = knob(160, lo=16, stage="lm")   # tokens per packed text-corpus sequence
     ways: int = knob(3, lo=2)              # labels per binding document
     bind_attributes: tuple = ("colour", "shape")
     infer_attributes: tuple = ATTRIBUTES
+    # The chance that a task-inference document opens with two answers written without their pictures (zero-shot's
+    # form: documents.py); 0 in runs made before the setting existed.
+    infer_text: float = knob(0.25, 0, 1, stage="flamingo", legacy=0.0)
     bind_redraw: float = knob(0.75, 0, 1)  # chance that a binding image redraws all but its bound attribute
     noise: float = knob(0.02, 0, 1)        # pixel noise std
     colour_jitter: float = knob(0.04, 0, 1)
-    text_bind_max_pairs: int = knob(24, lo=6)
-    text_mix: tuple = ("caption", "qa", "bind", "bind", "concept", "concept", "infer")  # each text document's kind
+    text_bind_max_pairs: int = knob(24, lo=6, stage="lm")
+    text_mix: tuple = knob(("caption", "qa", "bind", "bind", "concept", "concept", "infer"), stage="lm")  # kinds
+    # The surface forms of binding examples (toy_data/formats.py) in the LM's concept-binding text and in the
+    # interleaved binding documents; a declared format left out of both is held out, for the evaluation alone. Both
+    # plain by default, on measurement (docs/recipe.md): in several formats the LM's copying came late, or never (seed
+    # 1, 1500 steps), and with three formats in its documents the bridge's binding started late, or not within its
+    # 1200 steps (seed 2). `legacy`: the value of a run recorded before the setting existed (config.upgrade).
+    text_formats: tuple = knob(("plain",), stage="lm", legacy=("plain",))
+    bind_formats: tuple = knob(("plain",), stage="flamingo", legacy=("plain",))
+    # The chance that a concept-binding text draws its examples' other attribute from two values shared by all its
+    # labels (`red circle tiv . blue circle vop . red square tiv .`): lures, which a label copied by any matching
+    # word gets wrong. Off: lure-heavy text did not teach the LM to resist lures, and it bound worse without them
+    # (docs/recipe.md).
+    text_lures: float = knob(0.0, 0, 1, stage="lm", legacy=0.0)
     w_caption: float = knob(1.0, lo=0)     # mixture weights of the interleaved-document tasks
     w_question: float = knob(1.0, lo=0)
     w_count: float = knob(1.0, lo=0)
@@ -79,6 +99,8 @@ class DataConfig:
             chosen = getattr(self, name)
             if any(a not in allowed for a in chosen):
                 raise ValueError(f"data.{name}={','.join(map(str, chosen))}: choose from {', '.join(allowed)}")
+        formats.check(self.text_formats, "data.text_formats")
+        formats.check(self.bind_formats, "data.bind_formats")
         for a in self.bind_attributes:
             if self.ways > len(VALUES[a]):
                 raise ValueError(f"data.ways={self.ways} but attribute {a!r} has only {len(VALUES[a])} values: "
@@ -199,10 +221,12 @@ def _assemble(chunks, scored):
     return torch.tensor(ids), torch.tensor(mask)
 
 
-def concept_words(rng, bound, value):
+def concept_words(rng, bound, value, others=None):
     """`colour shape` of a training combination whose bound attribute (0 colour, 1 shape) has `value`; the other
-    attribute is drawn at random: the words of one concept-binding key."""
-    c, s = rng.choice([cs for cs in TRAIN_COMBOS if cs[bound] == value])
+    attribute is drawn at random, from `others` (indices) where a training combination allows: the words of one
+    concept-binding key."""
+    combos = [cs for cs in TRAIN_COMBOS if cs[bound] == value]
+    c, s = rng.choice([cs for cs in combos if others is None or cs[1 - bound] in others] or combos)
     return f"{COLOURS[c]} {SHAPES[s]}"
 
 
@@ -210,7 +234,9 @@ class TextCorpus(_Stream):
     """Packed text-only sequences of exactly cfg.text_len tokens, for pretraining the LM (no <image>, no <EOC>)."""
     code = 1
 
-    def _doc(self, rng):
+    def _doc(self, rng, side):
+        """One document; `side` draws what the original recipe did not have (formats, lures), so that with none of
+        them the text is the very text that recipe drew."""
         kind = rng.choice(self.cfg.text_mix)
         if kind == "caption":
             return caption(draw_scene(rng, count=rng.choice((1, 1, 1, 2, 3, 4)))) + " ."
@@ -233,9 +259,12 @@ class TextCorpus(_Stream):
             ways = rng.randint(2, 4)
             values, labels = rng.sample(range(len((COLOURS, SHAPES)[a])), ways), rng.sample(NONCE, ways)
             pairs = rng.randint(ways, self.cfg.text_bind_max_pairs)
+            others = side.sample(range(len((SHAPES, COLOURS)[a])), 2) if side.random() < self.cfg.text_lures else None
             out = []
-            for p in (rng.randrange(ways) for _ in range(pairs)):
-                out.append(f"{concept_words(rng, a, values[p])} {labels[p]} .")
+            for p, f in zip((rng.randrange(ways) for _ in range(pairs)),
+                            chunk_formats(side, self.cfg.text_formats, pairs)):
+                facts = {"size": side.choice(SIZES), "position": side.choice(POSITIONS), "count": COUNTS[0]}
+                out.append(f.text(side, concept_words(rng, a, values[p], others), labels[p], facts, ATTRIBUTES[a]))
             return " ".join(out)
         # Binding with attribute words where images will later stand: `red dax . blue wug . red dax .`
         values = VALUES[rng.choice(ATTRIBUTES)]
@@ -246,10 +275,10 @@ class TextCorpus(_Stream):
         return " ".join(f"{keys[p]} {labels[p]} ." for p in picks)
 
     def draft(self, i):
-        rng = self._start(i)
+        rng, side = self._start(i), random.Random(_rng(self.seed, self.code + 400, i))
         words = []
         while len(words) < self.cfg.text_len:
-            words += self._doc(rng).split() + ["<eos>"]
+            words += self._doc(rng, side).split() + ["<eos>"]
         tokens = torch.tensor([TOKENIZER.bos_id] + TOKENIZER.encode(" ".join(words[: self.cfg.text_len - 1])))
         mask = torch.ones_like(tokens, dtype=torch.bool)
         mask[0] = False
@@ -321,7 +350,7 @@ class DocumentStream(_Stream):
         n = rng.randint(1 if task in ("caption", "question", "count") else 2,
                         cfg.bind_max_images if task == "bind" else cfg.max_images)
         if task == "bind":
-            scenes, chunks, scored = self._bind(rng, n)
+            scenes, chunks, scored = self._bind(rng, n, random.Random(_rng(self.seed, self.code + 400, i)))
         else:
             a = {"caption": None, "count": "count", "question": rng.choice(ATTRIBUTES[:4]),
                  "infer": rng.choice(cfg.infer_attributes)}[task]
@@ -333,12 +362,23 @@ class DocumentStream(_Stream):
             else:
                 texts = [f"{QUESTION[a]} {describe(s)[a]}" for s in scenes]
             chunks = [f"<image> {t} <EOC>" for t in texts]
-            # An infer document's first answer is unknowable (which attribute?); its <EOC> is still scored.
-            scored = [[0, 0, 1] if task == "infer" and k == 0 else [1] * LONGEST_CHUNK for k in range(n)]
+            # An infer document's first answer is unknowable (which attribute?); its <EOC> is still scored. Unless the
+            # document opens with two answers written without their pictures (`red <EOC> blue <EOC> <image> ...`),
+            # as a page may say what it is about before its first picture, and as the paper's zero-shot prompts do.
+            side = random.Random(_rng(self.seed, self.code + 400, i))
+            lead = task == "infer" and side.random() < cfg.infer_text
+            scored = [[0, 0, 1] if task == "infer" and k == 0 and not lead else [1] * LONGEST_CHUNK for k in range(n)]
+            if lead:
+                chunks = [f"{describe(attribute_scene(side, a))[a]} <EOC>" for _ in range(2)] + chunks
+                scored = [[0, 0]] * 2 + scored       # text before the first picture is never scored
         tokens, mask = _assemble(chunks, scored)
         return self._draft(tokens, mask, task, scenes, i)
 
-    def _bind(self, rng, n):
+    def _bind(self, rng, n, side):
+        # Each chunk's format (formats.py) is drawn by `side`, so that plain-only documents are those of the original
+        # recipe; as many chunks as fit in data.max_len.
+        chunk_fmts = chunk_formats(side, self.cfg.bind_formats, n)
+        n = max(2, fits(chunk_fmts, self.cfg.max_len - 1))
         a = rng.choice(self.cfg.bind_attributes)
         ways = self.cfg.ways
         values = rng.sample(range(len(VALUES[a])), ways)
@@ -351,11 +391,13 @@ class DocumentStream(_Stream):
         picks = [rng.randrange(ways) for _ in range(n - 1)]
         picks.append(rng.choice(picks))  # bursty: the last image repeats a value seen before
         scenes, chunks, scored, seen = [], [], [], set()
-        for p in picks:
+        for p, f in zip(picks, chunk_fmts):
             redraw = rng.random() < self.cfg.bind_redraw
             scenes.append(bind_scene(rng, a, values[p], None if redraw else looks[p]))
-            chunks.append(f"<image> {BIND_PREFIX} {labels[p]} <EOC>")
-            scored.append([0, 0, int(p in seen), 1])
+            before, after = f.parts(side, describe(scenes[-1]), a)
+            chunks.append(" ".join(w for w in ("<image>", before, labels[p], after, "<EOC>") if w))
+            # Scored: the label where its value appeared before, and every word after it (true of the picture).
+            scored.append([0] * (1 + len(before.split())) + [int(p in seen)] + [1] * (len(after.split()) + 1))
             seen.add(p)
         return scenes, chunks, scored
 

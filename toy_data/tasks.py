@@ -12,6 +12,8 @@ Tasks, with the chunk each support example contributes (the query chunk stops wh
     question  <image> what colour ? red <EOC>
     caption   <image> a big red circle at top-left <EOC>
     count     <image> how many ? three <EOC>
+    bind-after, bind-before, ...                the `bind` episodes, each chunk in one of the other binding formats
+                                                (formats.py: `<image> : tiv . where ? top-left <EOC>`, ...)
 and on clips (clips.py; `<image>` stands for a clip), for models trained with them:
     direction <image> moves left <EOC>                  where a moving shape goes: read the frames in order
     event     <image> a red circle moves left <EOC>     what happens; one distractor is the clip played backwards
@@ -20,19 +22,22 @@ Shot counts (`SHOTS`, the keys of eval.json): "none" is the query alone, no exam
 zero-shot, two text-only examples of the task (no image) before the query; "k" is k image-text examples. Shots up to
 16 exceed the images of any training document (5; binding documents 10); that is deliberate (paper section 2.3).
 """
+import dataclasses
 import random
 from collections import Counter
 from dataclasses import dataclass
 
 from .clips import DIRECTIONS, EVENTS, clip_candidates, draw_clip
+from .formats import BY_NAME, FORMATS
 from .documents import (ATTRIBUTES, BIND_PREFIX, QUESTION, VALUES, DataConfig, attribute_scene, bind_look, bind_scene,
                         caption)
 from .shapes import COLOURS, EVAL_COMBOS, POSITIONS, SHAPES, SIZES, Scene, describe
 from .vocab import EVAL_NONCE
 
 TASKS = ("infer", "bind", "match", "question", "caption", "count")   # on stills
+RICH_TASKS = tuple(f"bind-{f.name}" for f in FORMATS if f.name != "plain")   # `bind` in the other formats
 VIDEO_TASKS = ("direction", "event")                                   # on clips
-ALL_TASKS = TASKS + VIDEO_TASKS
+ALL_TASKS = TASKS + RICH_TASKS + VIDEO_TASKS
 NO_CONTEXT = "none"
 SHOTS = (NO_CONTEXT, "0", "1", "2", "4", "8", "16")
 INFER_ANSWERS = tuple(w for a in ATTRIBUTES for w in VALUES[a])
@@ -57,14 +62,20 @@ def check_shots(shots):
     return tuple(dict.fromkeys(out))
 
 
+def binding(task):
+    """Does this task bind labels to pictures (`bind`, `match`, `bind-<format>`)?"""
+    return task in ("bind", "match") or task in RICH_TASKS
+
+
 @dataclass(frozen=True)
 class Example:
     scene: Scene  # or a clips.Clip
     prefix: str   # words between <image> and the answer ("" or a question)
     answer: str
+    tail: str = ""  # words between the answer and <EOC> (binding formats: `. where ? top-left`)
 
     def chunk(self, with_image=True):
-        words = ["<image>"] * with_image + [self.prefix, self.answer, "<EOC>"]
+        words = ["<image>"] * with_image + [self.prefix, self.answer, self.tail, "<EOC>"]
         return " ".join(w for w in words if w)
 
 
@@ -86,7 +97,7 @@ class Episode:
         """Which pool examples the k-shot prompt shows, as indices (equal examples keep their own pictures): the
         first k; for binding, one of them swapped for an example of the query's label if none has it."""
         idx = list(range(k))
-        if self.task in ("bind", "match") and k and all(self.pool[i].answer != self.query.answer for i in idx):
+        if binding(self.task) and k and all(self.pool[i].answer != self.query.answer for i in idx):
             same = next(i for i in range(k, len(self.pool)) if self.pool[i].answer == self.query.answer)
             idx[random.Random(self.seed * 31 + k).randrange(k)] = same
         return idx
@@ -115,6 +126,32 @@ def baseline_answers(answers):
     return {"majority": majority, "last": answers[-1], "uniform": list(counts)}
 
 
+def ideal_binding(ep, shot, attributes):
+    """The expected accuracy of an ideal observer on a binding episode: it sees every picture's true attributes and
+    knows that the labels name the values of one of `attributes` one-to-one, and it weighs every attribute the shown
+    examples allow alike. Below 1 where the examples allow more than one reading (two shots, `red square tiv` and
+    `blue circle vop`, then a red circle); chance without examples. A ceiling for the model, not a baseline."""
+    k = 0 if shot == NO_CONTEXT else shot_count(shot)
+    support = ep.support(k) if k else []
+    votes = {}
+    for a in attributes:
+        label_of, value_of = {}, {}
+        for e in support:
+            v = describe(e.scene)[a]
+            if label_of.setdefault(v, e.answer) != e.answer or value_of.setdefault(e.answer, v) != v:
+                break                                                    # this attribute cannot be the bound one
+        else:
+            q = describe(ep.query.scene)[a]
+            free = [c for c in ep.candidates if c not in value_of]       # labels no example has used yet
+            for c in [label_of[q]] if q in label_of else free:
+                votes[c] = votes.get(c, 0.0) + (1.0 if q in label_of else 1.0 / len(free))
+    if not votes:
+        return ep.chance
+    best = max(votes.values())
+    winners = [c for c, v in votes.items() if v == best]
+    return (ep.query.answer in winners) / len(winners)
+
+
 def build_prompt(support, query, text_examples=()):
     """The prompt's words: `<bos>`, each support chunk (or, at zero shots, the text-only examples), then the query's
     `<image>` and prefix. Returns (text, scenes) with one scene per `<image>` in the text, in order."""
@@ -128,6 +165,8 @@ def make_episode(task, seed, cfg=DataConfig(), pool_size=32, combos=EVAL_COMBOS)
     pool_size >= the largest shot count you will ask for."""
     if task not in ALL_TASKS:
         raise ValueError(f"unknown task {task!r}: choose from {', '.join(ALL_TASKS)}")
+    if task in RICH_TASKS:
+        return in_format(make_episode("bind", seed, cfg, pool_size, combos), task)
     rng = random.Random(seed)
     if task in VIDEO_TASKS:
         return _video_episode(task, rng, seed, cfg, pool_size, combos)
@@ -158,6 +197,19 @@ def make_episode(task, seed, cfg=DataConfig(), pool_size=32, combos=EVAL_COMBOS)
     else:
         candidates = INFER_ANSWERS if task == "infer" else VALUES[a]
     return Episode(task, a, pool, query, tuple(candidates), tuple(text), seed)
+
+
+def in_format(ep, task):
+    """A `bind` episode with every chunk in the format `task` names (`bind-after`: formats.py): the same pictures and
+    labels; the extra words are remarks on each picture that never name the bound attribute."""
+    fmt, rng = BY_NAME[task.removeprefix("bind-")], random.Random(f"{ep.seed}/{task}")
+
+    def redo(e):
+        before, after = fmt.parts(rng, describe(e.scene), ep.attribute)
+        return Example(e.scene, before, e.answer, after)
+
+    return dataclasses.replace(ep, task=task, pool=[redo(e) for e in ep.pool], query=redo(ep.query),
+                               text_examples=tuple(redo(e) for e in ep.text_examples))
 
 
 def _video_episode(task, rng, seed, cfg, pool_size, combos):

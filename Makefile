@@ -39,9 +39,17 @@ lesson-weights: $(VENV)/.installed  ## lessons/trained.pt, which lessons 8-10 re
 large: $(VENV)/.installed      ## one GPU: wider, deeper, longer (docs/performance.md; not measured end to end)
 	$(PY) main.py train --preset large
 
-gpu-check: $(VENV)/.installed  ## one GPU measured: bench --profile, then the large preset (docs/performance.md)
-	$(PY) main.py bench --profile --device cuda --out runs/gpu-check
-	$(PY) main.py train --preset large --device cuda --out runs/gpu-check/large
+# One GPU measured, each part under its own time cap: where a step goes (bench --profile), the default run, the large
+# preset, each with its evaluation (docs/performance.md). A python3 that already holds torch and the rest (a cloud
+# image, a lab cluster) is used as it is: nothing is installed, nothing fetched.
+gpu-check:                     ## one GPU measured: bench --profile, make train, make large (~6 min on an H200)
+	@if $(PYTHON) -c "import torch, einops, tqdm, matplotlib" 2>/dev/null; then py=$(PYTHON); \
+	else $(MAKE) --no-print-directory $(VENV)/.installed && py=$(PY); fi; \
+	set -x; export PYTHONUNBUFFERED=1; rc=0; \
+	timeout 120 $$py main.py bench --profile --no-contention --device cuda --out runs/gpu-check || rc=1; \
+	timeout 120 $$py main.py train --device cuda --out runs/gpu-check/default || rc=1; \
+	timeout 330 $$py main.py train --preset large --device cuda --out runs/gpu-check/large || rc=1; \
+	exit $$rc
 
 test: $(VENV)/.installed       ## the whole test suite, as CI runs it
 	$(PY) -m pytest -q

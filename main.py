@@ -41,6 +41,12 @@ def pick_device(name):
         raise FlamingoError("--device cuda but no CUDA GPU is visible; use --device cpu or auto")
     if name == "mps" and not torch.backends.mps.is_available():
         raise FlamingoError("--device mps but MPS is not available; use --device cpu or auto")
+    if name == "cuda":
+        # fp32 everywhere, its matrix products in TF32: as fast as bf16 at this width (bench). And attention never on
+        # cuDNN's kernel, whose backward returns NaN where a mask is given and every score of a row underflows
+        # (docs/performance.md): flash, memory-efficient or plain attention instead, at the same speed here.
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.enable_cudnn_sdp(False)
     return torch.device(name)
 
 
@@ -184,8 +190,21 @@ def cmd_ablate(a):
 
 def cmd_check(a):
     from flamingo_min.errors import FlamingoError
+    from flamingo_min.files import atomic_write, check_writable
     from lessons.exercises import EXERCISES, STUDENT, grade
-    from lessons.exercises.hints import HINTS
+    from lessons.exercises.hints import hint
+    if a.hint is not None and (not a.exercise or a.class_dir is not None or len(a.file) > 1 or a.csv or a.json):
+        raise FlamingoError("--hint is for one exercise of one file, without --csv or --json: `python main.py check "
+                            "EXERCISE --hint`")
+    outputs = {"csv": a.csv, "json": a.json}
+    for kind, path in outputs.items():
+        if path not in (None, "-") and not path.endswith(f".{kind}"):   # `check --json phi` would write a file phi
+            raise FlamingoError(f"--{kind} {path}: give a file name ending in .{kind}, or name the exercise first "
+                                f"(`check EXERCISE --{kind} FILE`)")
+        if path not in (None, "-"):
+            check_writable(path)   # before minutes of grading
+    if a.csv == "-" and a.json == "-":
+        raise FlamingoError("--csv and --json cannot both print: give one of them a FILE, e.g. --json grades.json")
     paths = list(a.file)
     if a.class_dir is not None:
         if not os.path.isdir(a.class_dir):
@@ -199,19 +218,29 @@ def cmd_check(a):
         if not os.path.isfile(path):
             raise FlamingoError(f"no exercise file {path}: give the path of a copy of lessons/exercises/student.py")
     names = [a.exercise] if a.exercise else list(EXERCISES)
-    if a.exercise and a.hint:
-        print(f"hint for {a.exercise}: {HINTS[a.exercise]}")
+    if a.hint is not None:
+        print(hint(a.exercise, a.hint or None, paths[0]) + "\n")
     records = grade.grade(paths, names, a.time_limit)
-    if a.json:
-        print(json.dumps(records, indent=1))
-    elif a.csv:
-        print(grade.to_csv(records, names), end="")
-    elif len(records) == 1 and a.class_dir is None:   # a student checking their own work
+    texts = {"csv": lambda: grade.to_csv(records, names), "json": lambda: json.dumps(records, indent=1) + "\n"}
+    written = []
+    for kind, path in outputs.items():
+        if path not in (None, "-"):
+            atomic_write(path, texts[kind]().encode())   # whole or not at all
+            written.append(path)
+    printed = next((kind for kind, path in outputs.items() if path == "-"), None)
+    if printed:   # a machine's reading: the format alone on stdout
+        print(texts[printed](), end="")
+        if written:
+            print(f"written {' and '.join(written)}", file=sys.stderr)
+        return 0 if grade.finished(records, names) else 1
+    if len(records) == 1 and a.class_dir is None:   # a student checking their own work
         if records[0]["error"]:
             raise FlamingoError(records[0]["error"])
         print(grade.one_file_table(records[0], names))
     else:
         print(grade.class_table(records, names))
+    if written:
+        print(f"\nwritten {' and '.join(written)}")
     return 0 if grade.finished(records, names) else 1
 
 
@@ -331,17 +360,28 @@ def parser():
                        description="Runs each exercise's checks against lessons/exercises/student.py (or --file, or "
                        "every .py file in a --class folder) and prints a progress table: done, failing (with the "
                        "reason) or not started; for several files, a table of students x exercises. Each check has "
-                       "a time limit, so an endless loop fails instead of hanging. Exit status 0 when every exercise "
+                       "a time limit, so an endless loop fails instead of hanging. A failing exercise's message names "
+                       "the known mistake the result behaves like, if any. Exit status 0 when every exercise "
                        "checked is done in every file, 1 otherwise.")
     c.add_argument("exercise", nargs="?", choices=EXERCISES, metavar="EXERCISE",
                    help=f"one exercise (default: all): {', '.join(EXERCISES)}")
-    c.add_argument("--hint", action="store_true", help="show a hint for the exercise")
+
+    def hint_number(text):
+        if not text.isdigit():   # `check --hint phi`: the exercise comes first
+            raise argparse.ArgumentTypeError(f"{text!r} is not a hint number: `check {text} --hint`")
+        return whole(1)(text)
+    c.add_argument("--hint", nargs="?", const=0, type=hint_number, metavar="N",
+                   help="show the exercise's next hint: a nudge, then the idea, then code (the last one shown is kept "
+                   "in hints_seen.json beside the file checked); --hint N shows hint N")
     c.add_argument("--file", action="append", default=[], metavar="PATH",
                    help="check this file instead of lessons/exercises/student.py (e.g. a student's copy; repeatable)")
     c.add_argument("--class", dest="class_dir", metavar="DIR", help="grade every .py file in DIR, one per student")
-    fmt = c.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print the results as JSON (every message included)")
-    fmt.add_argument("--csv", action="store_true", help="print one CSV row per file, for a gradebook")
+    c.add_argument("--csv", nargs="?", const="-", metavar="FILE",
+                   help="write one CSV row per file, with every failing exercise's message, for a gradebook (to FILE, "
+                   "or printed without one)")
+    c.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="write the results as JSON, every message included (to FILE, or printed without one); "
+                   "--csv FILE --json FILE writes both from one grading")
     c.add_argument("--time-limit", type=whole(1), default=LIMIT_S, metavar="S",
                    help=f"seconds each exercise's check may run (default {LIMIT_S:g}; the reference takes well under "
                    "1)")

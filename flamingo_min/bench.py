@@ -33,13 +33,14 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from einops import rearrange
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from toy_data import TOKENIZER, DataConfig, DocumentStream, build_prompt, make_episode, render
-from toy_data.documents import collate
+from toy_data import TOKENIZER, DataConfig, build_prompt, make_episode, render
 
 from . import train
+from .batches import Bridge, bridge_batch, to_device
 from .config import ModelConfig, make_config
 from .evaluate import left_pad
 from .flamingo import Flamingo
@@ -110,40 +111,75 @@ class PeerBridge(nn.Module):
         self.xattn = nn.ModuleList(GatedCrossAttentionBlock(dim=cfg.d_model, dim_head=head, heads=cfg.n_heads,
                                                             ff_mult=cfg.xattn_ff_mult) for _ in model.xattn)
 
-    def forward(self, ids, features):
-        media = self.resampler(self.proj(features))                  # (B, N, S, Dv) -> (B, N, R, D)
-        locations = ids == TOKENIZER.image_id
+    def forward(self, b):
+        """A Bridge batch -> logits: its pictures laid out (B, N, 3, H, W), encoded, resampled by the peer."""
+        grid = b.pictures[0].new_zeros(len(b.ids) * b.n_slots, *b.pictures[0].shape[1:])
+        images = rearrange(grid.index_copy(0, b.slots[0], b.pictures[0]), "(b n) c h w -> b n c h w",
+                           b=len(b.ids))
+        media = self.resampler(self.proj(self.model.encode(images)))   # (B, N, S, Dv) -> (B, N, R, D)
+        locations = b.ids == TOKENIZER.image_id
         hook = lambda i, x: self.xattn[i](x, media, media_locations=locations)
-        return self.model.lm(ids, before_block=hook, embed_weight=self.model.embed_weight())
+        return self.model.lm(b.ids, before_block=hook, embed_weight=self.model.embed_weight())
 
 
-def _batch(data_cfg, size, seed=0):
-    stream = DocumentStream(data_cfg, seed)
-    return collate([stream[i] for i in range(size)])
+def bridge_batches(steps, device, overrides=()):
+    """The real bridge step's batches of `steps` at the default recipe (every dataset packed into one batch:
+    batches.py), as the training loop reads them."""
+    data = train.datasets(make_config("default", list(overrides)), seed=0)
+    return [bridge_batch(data, s, device) for s in steps]
 
 
 def synthetic_batch(B, T, N, image_size, device):
-    """B rows of T tokens, each with N <image> tokens evenly spaced (the first at position 1)."""
+    """A Bridge batch of B rows of T tokens, each with N <image> tokens evenly spaced (the first at position 1),
+    every other target scored."""
     ids = torch.randint(5, 60, (B, T))
     ids[:, 0] = TOKENIZER.bos_id
     for j in range(N):
         ids[:, 1 + j * max(1, (T - 1) // N)] = TOKENIZER.image_id
-    images = torch.rand(B, N, 3, image_size, image_size)
-    return ids.to(device), images.to(device)
+    share = (ids != TOKENIZER.image_id).float()[None] / (B * T)
+    pictures = torch.rand(B * N, 3, image_size, image_size)
+    batch = Bridge(ids, share, (pictures,), (torch.arange(B * N),), N, torch.ones(1), ("synthetic",))
+    return to_device(batch, device)
 
 
-def train_step_fn(model, params, ids, images, forward=None):
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    counts = (ids == TOKENIZER.image_id).sum(1)
+def train_step_fn(model, params, batches, forward=None, bf16=False):
+    """The model-only training step, cycling through pre-drawn Bridge batches: encode and resample the pictures,
+    forward, the mean loss over scored targets, backward, AdamW. No data drawing, no clipping, no logging: what the
+    model itself costs. `forward(batch)` replaces ours (the peer's bridge); bf16: the forward under bf16 autocast
+    (training runs in fp32, TF32 matrix products on a GPU: this measures what bf16 would buy)."""
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    turn = iter(range(10 ** 9))
 
     def step():
-        features = model.encode(images, counts)
-        logits = forward(ids, features) if forward else model(ids, features=features, counts=counts)
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
+        b = batches[next(turn) % len(batches)]
+        with torch.autocast(b.ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = forward(b) if forward else model(b.ids, media=train.visual_tokens(model, b))
+        scored = b.share.sum(0) > 0                                                    # (B, T)
+        loss = train.next_token_loss(logits, b.ids, scored)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     return step
+
+
+class OpCount(TorchDispatchMode):
+    """Counts the device operations dispatched while active (forward, backward and optimiser alike)."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_of(fn):
+    """The number of device operations one call of fn dispatches, after a first call (AdamW makes its state then)."""
+    fn()
+    with OpCount() as count:
+        fn()
+    return count.n
 
 
 def matmul_flops(device, n=1024, repeats=30):
@@ -160,21 +196,26 @@ def count_flops(fn):
 
 
 # --- the sections ----------------------------------------------------------------------------------------------------
-def training_step(model, cfg, data, device, repeats, progress, batch=32):
-    """Ours and (if installed) flamingo-pytorch's bridge around the same frozen LM, timed interleaved."""
+def training_step(model, cfg, device, repeats, progress, overrides=(), steps=range(3, 11)):
+    """Ours and (if installed) flamingo-pytorch's bridge around the same frozen LM, timed interleaved, on the real
+    step's packed batches of `steps` (those step_split times). The peer has no notion of several documents in a row:
+    its rows read across them, which costs the same."""
     params = [p for _, p in model.trainable_parameters()]
-    ids, _, images, counts = (x.to(device) for x in _batch(data, batch))
-    tokens, n_img = int((ids != TOKENIZER.pad_id).sum()), int(counts.sum())
-    fns = {"ours": train_step_fn(model, params, ids, images)}
+    batches = bridge_batches(steps, device, overrides)
+    tokens = sum(int((b.ids != TOKENIZER.pad_id).sum()) for b in batches) / len(batches)
+    n_img = sum(len(p) for b in batches for p in b.pictures) / len(batches)
+    fns = {"ours": train_step_fn(model, params, batches),
+           "ours, bf16": train_step_fn(model, params, batches, bf16=True)}
     peer = None
     try:
         peer = PeerBridge(model, cfg).to(device).train()
         fns["flamingo-pytorch"] = train_step_fn(model, list(peer.proj.parameters()) + list(
-            peer.resampler.parameters()) + list(peer.xattn.parameters()), ids, images, forward=peer)
+            peer.resampler.parameters()) + list(peer.xattn.parameters()), batches, forward=peer)
     except ImportError:
         progress("flamingo-pytorch is not installed (pip install flamingo-pytorch==0.1.2): its column is left out")
-    return step_table(fns, tokens, n_img, device, repeats, progress, "train step"), fns["ours"], (fns, tokens, n_img,
-                                                                                                    peer)
+    table = step_table(fns, tokens, n_img, device, repeats, progress, "train step")
+    fp32 = {k: fn for k, fn in fns.items() if k != "ours, bf16"}
+    return table, fns["ours"], (fp32, tokens, n_img, peer)
 
 
 def step_table(fns, tokens, n_img, device, repeats, progress, what):
@@ -274,15 +315,15 @@ def step_split(device, steps=8, warm=3, progress=print, overrides=(), table_rows
         for stage in train.STAGES:
             progress(f"step split: {stage} stage")
             torch.manual_seed(0)
-            model, groups, load, step_loss, *_ = train.SETUP[stage](run, cfg, device, 0)
-            model.train()
-            opt = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.95))
+            s = train.SETUP[stage](run, cfg, device, 0)
+            model, load, step_loss = s.model.train(), s.load, s.loss
+            opt = torch.optim.AdamW(s.groups, betas=(0.9, 0.95), fused=True)   # as train.run_stage
             params = [p for g in opt.param_groups for p in g["params"]]
 
-            def step(i, clock=None):
+            def step(i, clock=None, data=None):
                 clock = clock or (lambda name: nullcontext())
                 with clock("data"):
-                    data = load(i, device)
+                    data = load(i, device) if data is None else data
                 with clock("forward"):
                     loss, _ = step_loss(data)
                 with clock("backward"):
@@ -311,6 +352,11 @@ def step_split(device, steps=8, warm=3, progress=print, overrides=(), table_rows
             host = {e.key: e.cpu_time_total for e in prof.key_averages() if e.key in DATA}
             total = sum(host.values()) or 1.0
             row.update({k: row["data"] * host.get(k, 0.0) / total for k in DATA})
+            if stage == "flamingo":   # device operations of one step, its data drawn beforehand, and the model's own
+                data = load(n, device)
+                params_ = [p for _, p in model.trainable_parameters()]
+                row["ops"] = {"real": ops_of(lambda: step(n, data=data)),
+                              "model_only": ops_of(train_step_fn(model, params_, [data]))}
             if table_rows and stage == "flamingo":
                 key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
                 row["profile_table"] = prof.key_averages().table(sort_by=key, row_limit=table_rows)
@@ -372,8 +418,9 @@ def scaling(model, cfg, device, repeats, sizes, counts, lengths):
     params = [p for _, p in model.trainable_parameters()]
 
     def measure(B, T, N, size):
-        ids, images = synthetic_batch(B, T, N, size, device)
-        fn = train_step_fn(model, params, ids, images)
+        b = synthetic_batch(B, T, N, size, device)
+        ids, images = b.ids, rearrange(b.pictures[0], "(b n) c h w -> b n c h w", b=B)
+        fn = train_step_fn(model, params, [b])
         t = timed(fn, device, max(3, repeats // 2))
         with saved_bytes() as saved:
             fn()
@@ -398,8 +445,7 @@ def inference(model, data, device, repeats, shots=8, new=8):
     take the same greedy tokens (returned, so that a test can hold them equal)."""
     ep = make_episode("caption", 0)
     text, scenes = build_prompt(ep.support(shots), ep.query)
-    pids, valid = left_pad([TOKENIZER.encode(text)])
-    pids, valid = pids.to(device), valid.to(device)
+    pids = left_pad([TOKENIZER.encode(text)]).to(device)
     imgs = render(scenes, data.image_size)[None].to(device)
     model.eval()
     banned = [TOKENIZER.pad_id, TOKENIZER.bos_id, TOKENIZER.image_id, TOKENIZER.eoc_id]  # `new` text tokens, always
@@ -433,7 +479,7 @@ def inference(model, data, device, repeats, shots=8, new=8):
             "same_tokens": cached() == recompute()}
 
 
-def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print, cfg=None, batch=32, compile=True,
+def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print, cfg=None, compile=True,
         recipe_steps=12, split_overrides=(), contend=True, profile_only=False):
     """Every section, at the default configuration (or `cfg`, e.g. a tiny one for tests). compile=False leaves out
     the compiled sections; contend=False the contention section; profile_only runs sections 1 and 7 alone."""
@@ -441,7 +487,7 @@ def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print, cfg=
     torch.manual_seed(0)
     model = Flamingo(cfg).to(device).train()
     out = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
-    out["train_step"], step_fn, eager = training_step(model, cfg, data, device, repeats, progress, batch)
+    out["train_step"], step_fn, eager = training_step(model, cfg, device, repeats, progress, split_overrides)
     out["split"] = step_split(device, progress=progress, overrides=split_overrides,
                               table_rows=25 if profile_only else 0)
     if profile_only:
@@ -468,7 +514,7 @@ def table(r):
     for key, title in (("train_step", "eager"), ("compiled_step", "compiled (torch.compile of every block)")):
         if key not in r:
             continue
-        lines.append(f"training step, default configuration (32 documents), {title}:")
+        lines.append(f"model-only training step, the default recipe's packed batches, {title}:")
         for k, v in r[key].items():
             if k != "speedup":
                 lines.append(f"  {k:<18} {v['seconds'] * 1e3:8.1f} ms  {v['tokens_per_s']:9.0f} tokens/s  "
@@ -485,9 +531,10 @@ def table(r):
     for stage, v in r["split"].items():
         lines.append(f"  {stage:<9} {v['step_s'] * 1e3:7.1f}  " + " ".join(f"{v[k] * 1e3:7.1f}" for k in DATA) +
                      f"  {v['forward'] * 1e3:7.1f}  {v['backward'] * 1e3:7.1f}  {v['optimiser'] * 1e3:7.1f}")
-    model_only = r["train_step"]["ours"]["seconds"]
+    model_only, ops = r["train_step"]["ours"]["seconds"], r["split"]["flamingo"]["ops"]
     lines.append(f"  the bridge's real step is {r['split']['flamingo']['step_s'] / model_only:.2f}x the model-only "
-                 f"step above ({model_only * 1e3:.1f} ms)")
+                 f"step above ({model_only * 1e3:.1f} ms, the same steps' batches); device operations, data apart: "
+                 f"{ops['real']} against {ops['model_only']} ({ops['real'] / ops['model_only']:.2f}x)")
     if "profile_table" in r["split"]["flamingo"]:
         lines += ["", "torch.profiler, the bridge's step, operators by own time:", r["split"]["flamingo"]["profile_table"]]
     if "utilisation" not in r:   # bench --profile

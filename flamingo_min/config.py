@@ -122,11 +122,7 @@ class TrainConfig:
     # (docs/performance.md). reduce-overhead adds CUDA graphs, for a GPU step bound by kernel launches. Not part
     # of a checkpoint's identity: a run may resume with another value.
     compile: str = choice("off", ("off", "default", "reduce-overhead"), runtime=True)
-    # The bridge's batches padded to a few shapes (train.fixed_shape), so that compiled blocks and CUDA graphs are not
-    # rebuilt for every new shape. The same loss within float tolerance; off by default: on the CPU it only adds the
-    # padding's work. Not part of a checkpoint's identity.
-    fixed_shapes: bool = knob(False, runtime=True)
-    # Processes that draw the coming steps' batches while this one trains (train.batches); -1: none on the CPU, up to
+    # Processes that draw the coming steps' batches while this one trains (batches.batches); -1: none on the CPU, up to
     # 6 beside a GPU. The same batches whatever the number. Not part of a checkpoint's identity.
     data_workers: int = knob(-1, lo=-1, runtime=True)
     ckpt_every: int = knob(100, lo=1)
@@ -263,10 +259,17 @@ def to_dict(cfg):
     return dataclasses.asdict(cfg)
 
 
+# Settings that only said how to run (never what a run computes) and are gone: a recorded one is dropped.
+GONE = {"train": ("fixed_shapes",)}
+
+
 def upgrade(d):
     """A recorded configuration with every setting it predates added at the value that reproduces it (a field's
     `legacy`): a run made before data.text_formats existed was made with plain binding text only."""
     d = {part: dict(d.get(part, {})) for part in PARTS}
+    for part, names in GONE.items():
+        for name in names:
+            d[part].pop(name, None)
     for part, f in settable():
         if "legacy" in f.metadata:
             d[part].setdefault(f.name, f.metadata["legacy"])

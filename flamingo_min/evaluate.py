@@ -47,6 +47,7 @@ from . import plots
 from .config import fitting_shots
 from .errors import EvalError
 from .files import atomic_write, check_writable
+from .masking import document_starts
 
 MODES = ("open", "closed")
 SELECTIONS = ("random", "rices")
@@ -60,12 +61,13 @@ def rices(query_feat, pool_feats, k):
 
 
 def left_pad(rows, pad_id=TOKENIZER.pad_id):
-    """Token-id lists -> (B, T) left-padded ids and the valid mask."""
+    """Token-id lists -> (B, T) left-padded ids: the padding is a document of its own (masking.document_starts), so
+    each prompt reads as it would alone."""
     T = max(len(r) for r in rows)
     ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
     for b, r in enumerate(rows):
         ids[b, T - len(r):] = torch.tensor(r)
-    return ids, ids != pad_id
+    return ids
 
 
 def rank_candidates(model, prompts, media, candidates):
@@ -75,8 +77,7 @@ def rank_candidates(model, prompts, media, candidates):
     device = media.device
     if all(len(c) == 1 for cands in cand_ids for c in cands):
         # One token each: one forward over the prompts, then read the last position's log-probabilities.
-        ids, valid = left_pad(prompts)
-        logp = F.log_softmax(model(ids.to(device), media=media, valid=valid.to(device))[:, -1].float(), -1)
+        logp = F.log_softmax(model(left_pad(prompts).to(device), media=media)[:, -1].float(), -1)
         return [[logp[b, c[0]].item() for c in cands] for b, cands in enumerate(cand_ids)]
     rows, masks, owner = [], [], []
     for b, (p, cands) in enumerate(zip(prompts, cand_ids)):
@@ -151,9 +152,8 @@ def answer(model, eps, chunk, shot, media, pooled, selection, beams):
     prompts, rows, shown = zip(*(prompt_for(eps[e], shot, selection, pooled[e]) for e in chunk))
     device = media.device
     m = media[torch.tensor(chunk, device=device)[:, None], torch.tensor(rows, device=device)]   # (b, k+1, R, D)
-    ids, valid = left_pad(prompts)
     longest = max(len(TOKENIZER.encode(c)) for e in chunk for c in eps[e].candidates)
-    generated = model.generate(ids.to(device), media=m, valid=valid.to(device), max_new_tokens=longest + 1,
+    generated = model.generate(left_pad(prompts).to(device), media=m, max_new_tokens=longest + 1,
                                num_beams=beams)
     opened = [until(TOKENIZER.decode(g), eps[e].query.tail) for e, g in zip(chunk, generated)]
     ranked = rank_candidates(model, list(prompts), m, [eps[e].candidates for e in chunk])
@@ -426,6 +426,6 @@ def concept_episodes(shots=4, ways=3, episodes=200, seed=0, labels=EVAL_NONCE, l
 
 def _lm_accuracy(lm, rows, truths):
     device = next(lm.parameters()).device
-    ids, valid = left_pad(rows)
-    guess = lm(ids.to(device), valid=valid.to(device))[:, -1].argmax(-1)
+    ids = left_pad(rows).to(device)
+    guess = lm(ids, document_starts(ids, TOKENIZER.bos_id, TOKENIZER.pad_id))[:, -1].argmax(-1)
     return (guess == torch.tensor(truths, device=device)).float().mean().item()

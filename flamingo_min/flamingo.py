@@ -29,27 +29,8 @@ from einops import rearrange
 from .encoder import VisionEncoder
 from .lm import LM, Cache
 from .bridges import make_bridge
-from .masking import cross_attention_mask
+from .masking import cross_attention_mask, document_starts
 from .xattn import GatedCrossAttention
-
-
-def real_slots(counts, B, N, device):
-    """Flat indices (n_real,) of the real image slots of a (B, N) grid, row by row; None when every slot is real.
-
-    counts (B,) says how many of its N slots each row fills. As Python ints (what the training loader gives: a batch's
-    image counts are known when it is drafted) the indices are made on the host and copied over, with no read of the
-    device; as a tensor, they are read from it (one device read, outside training)."""
-    if counts is None:
-        return None
-    counts = counts.tolist() if torch.is_tensor(counts) else counts
-    slots = [b * N + n for b, c in enumerate(counts) for n in range(c)]
-    return torch.tensor(slots, dtype=torch.long).to(device, non_blocking=True)
-
-
-def scatter_slots(values, slots, B, N):
-    """values (n_real, ...) of the real slots -> (B, N, ...), zeros in the padding slots (differentiable)."""
-    out = values.new_zeros(B * N, *values.shape[1:])
-    return out.index_copy(0, slots, values).view(B, N, *values.shape[1:])
 
 
 class Flamingo(nn.Module):
@@ -121,69 +102,57 @@ class Flamingo(nn.Module):
         return self.lm.embed.weight.index_put((self.new_ids,), new)                 # (V, D)
 
     # --- the forward pass --------------------------------------------------------------------------------------
-    def encode(self, images, counts=None):
-        """images (B, N, 3, H, W) or (B, N, F, 3, H, W) -> features (B, N, [F,] S, Dv), from the frozen encoder.
-
-        counts (B,), a tensor or ints: only the first counts[b] images of row b are real; padding images are not
-        encoded (zeros).
-        """
-        if images.dim() not in (5, 6) or images.shape[-3] != 3:
+    def encode(self, images):
+        """images (..., [F,] 3, H, W) -> features (..., [F,] S, Dv), from the frozen encoder (without autograd, as
+        nothing in it trains)."""
+        if images.dim() < 4 or images.shape[-3] != 3:
             raise ValueError(f"images must be (B, N, 3, H, W) or (B, N, F, 3, H, W), got {tuple(images.shape)}")
-        B, N = images.shape[:2]
-        slots = real_slots(counts, B, N, images.device)
-        flat = rearrange(images, "b n ... -> (b n) ...")                          # (B*N, [F,] 3, H, W)
-        picked = flat if slots is None else flat.index_select(0, slots)           # (n_real, [F,] 3, H, W)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.vision.net[0].weight.requires_grad):
-            feats = self.vision(picked.reshape(-1, *images.shape[-3:]))           # (n_real*F, S, Dv)
-        feats = feats.reshape(*picked.shape[:-3], *feats.shape[-2:])               # (n_real, [F,] S, Dv)
-        return feats.view(B, N, *feats.shape[1:]) if slots is None else scatter_slots(feats, slots, B, N)
+            feats = self.vision(images.reshape(-1, *images.shape[-3:]))            # (n, S, Dv): every picture
+        return feats.view(*images.shape[:-3], *feats.shape[-2:])
 
-    def perceive(self, features, counts=None):
-        """features (B, N, [F,] S, Dv) -> visual tokens (B, N, R, D). Padding images (counts) are not resampled:
-        no text token can attend to them, so they stay zero."""
-        B, N = features.shape[:2]
-        slots = real_slots(counts, B, N, features.device)
-        if slots is None:
-            return self.resampler(features)
-        picked = rearrange(features, "b n ... -> (b n) ...").index_select(0, slots)  # (n_real, [F,] S, Dv)
-        tokens = self.resampler(picked[None])[0]                                     # (n_real, R, D), each alone
-        return scatter_slots(tokens, slots, B, N)
+    def perceive(self, features):
+        """features (B, N, [F,] S, Dv) -> visual tokens (B, N, R, D): each image (or clip) resampled on its own."""
+        return self.resampler(features)
 
-    def forward(self, ids, images=None, features=None, media=None, counts=None, valid=None, cache=None,
-                history=None, check=True):
+    def forward(self, ids, images=None, media=None, cache=None, history=None):
         """ids (B, T) -> logits (B, T, V).
 
-        Give the images as pixels (B, N, 3, H, W), as frozen features (B, N, S, Dv), or as visual tokens
-        (B, N, R, D). counts (B,), a tensor or ints, says how many of the N images each row really has (default: all N).
-        valid (B, T) marks real tokens for left-padded batches (right padding needs nothing: attention is causal).
-        cache and history continue a prefix: history (B, P) holds the ids already in the cache.
-        check=False skips the checks of ids and image counts, which read values back from the device (a training
-        step's batches come from the streams, valid by construction; tests/test_toy_data.py).
+        Give the images as pixels (B, N, 3, H, W) or clips (B, N, F, 3, H, W), or already as visual tokens media
+        (B, N, R, D); a row with fewer `<image>` tags than N leaves its last slots unread. A row may be left-padded
+        or pack several documents, each from its `<bos>` (masking.document_starts). cache and history continue a
+        prefix: history (B, P) holds the ids already in the cache.
+
+        In eval mode the ids and the number of images are checked (prompts written by people). A training step's
+        batches come from the streams, valid by construction (tests/test_toy_data.py), and a check there would make
+        the host wait for the device every step.
         """
         B, T = ids.shape
-        if check and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.lm.embed.num_embeddings):
-            raise ValueError(f"token ids must lie in [0, {self.lm.embed.num_embeddings}), got "
-                             f"[{int(ids.min())}, {int(ids.max())}]")
         if media is None:
-            if features is None and images is not None:
-                features = self.encode(images, counts)
-            media = self.perceive(features, counts) if features is not None else self.eoc_embed.new_zeros(
+            media = self.perceive(self.encode(images)) if images is not None else self.eoc_embed.new_zeros(
                 B, 0, 1, self.cfg.d_model)                                           # no images: (B, 0, 1, D)
         N, R = media.shape[1], media.shape[2]
-        full = ids if history is None else torch.cat([history, ids], dim=1)
-        if check:
-            n_tags = (full == self.cfg.image_id).sum(1)
-            given = torch.full_like(n_tags, N) if counts is None else torch.as_tensor(counts, device=n_tags.device)
-            for row in (n_tags != given).nonzero().flatten().tolist():
-                raise ValueError(f"row {row} has {int(n_tags[row])} <image> tokens but {int(given[row])} images "
-                                 "were given")
-        mask = cross_attention_mask(full, self.cfg.image_id, N, R, self.cfg.only_immediate)[:, -T:]  # (B, T, N*R)
-        visual = rearrange(media, "b n r d -> b (n r) d")                          # all images' tokens in a row
+        full = ids if history is None else torch.cat([history, ids], dim=1)          # (B, P+T)
+        if not self.training:
+            self.check(full, N)
+        starts = document_starts(full, self.cfg.bos_id, self.cfg.pad_id)              # (B, P+T)
+        mask = cross_attention_mask(full, self.cfg.image_id, N, R, self.cfg.only_immediate, starts)[:, -T:]
+        visual = rearrange(media, "b n r d -> b (n r) d")                              # all images' tokens in a row
 
         def before_block(i, x):
             return self.xattn[self.xattn_at[i]](x, visual, mask) if i in self.xattn_at else x
 
-        return self.lm(ids, valid, cache, before_block, self.embed_weight())
+        return self.lm(ids, starts[:, -T:], cache, before_block, self.embed_weight())
+
+    def check(self, ids, n_images):
+        """A ValueError naming the problem if ids (B, T) hold a token outside the vocabulary, or a row names more
+        images with `<image>` than the n_images given (reads the ids back from the device)."""
+        V = self.lm.embed.num_embeddings
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= V):
+            raise ValueError(f"token ids must lie in [0, {V}), got [{int(ids.min())}, {int(ids.max())}]")
+        for row, n in enumerate((ids == self.cfg.image_id).sum(1).tolist()):
+            if n > n_images:
+                raise ValueError(f"row {row} has {n} <image> tokens but {n_images} images were given")
 
     # --- inference -----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -194,23 +163,21 @@ class Flamingo(nn.Module):
         return (logp * target_mask[:, 1:]).sum(1)
 
     @torch.no_grad()
-    def generate(self, ids, images=None, media=None, counts=None, valid=None, max_new_tokens=10, num_beams=1):
+    def generate(self, ids, images=None, media=None, max_new_tokens=10, num_beams=1):
         """Continue left-padded prompts ids (B, T) until <EOC>: greedy (num_beams=1) or beam search.
 
         Media are encoded once and the LM's keys and values are cached; each step feeds one token. Returns the
         best continuation of each row as a list of token ids, without the <EOC>.
         """
         B, K = ids.shape[0], num_beams
-        valid = ids != self.cfg.pad_id if valid is None else valid
         if media is None and images is not None:
-            media = self.perceive(self.encode(images, counts), counts)
+            media = self.perceive(self.encode(images))
         cache = Cache.empty(len(self.lm.blocks), B, ids.device)
-        logits = self(ids, media=media, counts=counts, valid=valid, cache=cache)[:, -1]   # (B, V)
+        logits = self(ids, media=media, cache=cache)[:, -1]                            # (B, V)
         rows = torch.arange(B, device=ids.device).repeat_interleave(K)                    # (B*K,): beams of a row
         cache.reorder(rows)
         history, logits = ids[rows], logits[rows]
         media = media[rows] if media is not None else None
-        counts = counts[rows] if counts is not None else None
         scores = torch.full((B, K), float("-inf"), device=ids.device)
         scores[:, 0] = 0                                                           # one live hypothesis to start
         scores = scores.flatten()                                                  # (B*K,)
@@ -231,7 +198,7 @@ class Flamingo(nn.Module):
             cache.reorder(src)
             if bool(done.all()):
                 break
-            logits = self(token[:, None], media=media, counts=counts, cache=cache, history=history[src])[:, -1]
+            logits = self(token[:, None], media=media, cache=cache, history=history[src])[:, -1]
             history = torch.cat([history[src], token[:, None]], 1)
         best = out.view(B, K, -1)[:, 0]                                            # (B, steps): top beam
         result = []

@@ -5,8 +5,12 @@
 2. `vision`: pretrain the vision encoder contrastively against a small text encoder on image-caption pairs.
 3. `flamingo`: freeze both; train the resampler, the gated layers and the `<EOC>` embedding. Each update sums every
    stream's weighted loss (M3W-like documents x 1.0, pairs x 0.2: gradient accumulation across datasets, which the paper
-   found clearly better than round-robin). AdamW, linear warm-up then constant LR (ours cools down over the last fifth:
-   `train.flamingo_cool_down`), global-norm clipping at 1.
+   found clearly better than round-robin), all of them packed into one batch and one forward pass (batches.py). AdamW,
+   linear warm-up then constant LR (ours cools down over the last fifth: `train.flamingo_cool_down`), global-norm
+   clipping at 1.
+
+Every stage trains in fp32 (on a GPU its matrix products in TF32), the loss's softmax included: at these widths a step
+is bound by how many operations it launches, not by their arithmetic, and bf16 autocast only added casts (bench).
 
 Which tokens are scored is decided by the streams (toy_data/documents.py): never `<image>`, padding, or text before a
 document's first image. The frozen encoder runs without autograd, once per image per step (its features are the cache
@@ -27,16 +31,20 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch.profiler import record_function
 from tqdm import tqdm
 
-from toy_data import TOKENIZER, DocumentStream, PairStream, TextCorpus
+from toy_data import DocumentStream, PairStream, TextCorpus
 from toy_data.documents import VideoStream, collate
 
 from . import distributed as dist
+from .batches import batches, bridge_batch, caption_ids, data_workers, text_batch, to_device
 from .config import from_dict, settable, to_dict, upgrade
 from .encoder import ContrastiveModel, VisionEncoder
 from .errors import CheckpointError, ConfigError, TrainingError
@@ -47,8 +55,6 @@ from .resampler import ResamplerLayer
 from .xattn import GatedCrossAttention
 
 STAGES = ("lm", "vision", "flamingo")
-IGNORE = -100  # a target the loss skips (cross_entropy's ignore_index)
-LENGTH_GROUPS = 2  # document batches run in this many length groups (see `batch`)
 
 
 # --- the run folder ------------------------------------------------------------------------------------------------
@@ -137,101 +143,28 @@ def trim_metrics(run, stage, step):
 
 
 # --- losses and batches ------------------------------------------------------------------------------------------
+def token_losses(logits, ids):
+    """Cross-entropy of every next-token prediction, in fp32: logits (B, T, V), ids (B, T) -> (B, T-1), where
+    position t-1 predicts token t. Weighting them, rather than picking the scored ones, keeps every shape independent
+    of the data, so the host never waits for the device to say how many there are."""
+    return F.cross_entropy(rearrange(logits[:, :-1].float(), "b t v -> b v t"), ids[:, 1:], reduction="none")
+
+
 def next_token_loss(logits, ids, loss_mask, reduction="mean"):
-    """Cross-entropy of the scored targets (mean, or sum): position t-1 predicts token t where loss_mask[t].
-
-    Unscored targets are ignored rather than picked out with the mask: picking would give the loss a shape that
-    depends on the data, which the device must report back to the host before the next kernel can be queued."""
-    targets = ids[:, 1:].masked_fill(~loss_mask[:, 1:], IGNORE)                   # (B, T-1)
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE,
-                           reduction=reduction)
+    """Cross-entropy of the scored targets (mean, or sum): position t-1 predicts token t where loss_mask[t]."""
+    total = (token_losses(logits, ids) * loss_mask[:, 1:]).sum()
+    return total if reduction == "sum" else total / loss_mask[:, 1:].sum()
 
 
-def batch(stream, step, size, device, groups=1, fixed=False):
-    """Samples [step*size, (step+1)*size) of a stream as `groups` collated batches of (ids, mask, images, counts):
-    this process's slice of them under torchrun (distributed.shard), its pictures drawn on `device`. counts is a
-    tuple of ints: the host knows how many images each row holds, so the model picks them without asking the device.
-
-    With groups > 1 the samples are sorted by length first, so that each group is padded to its own longest sample:
-    documents run from 5 to 41 tokens, and one batch padded to its longest is half padding (47% of its tokens real;
-    68% in two groups). A loss over the groups is the same loss, summed over tokens, then divided once.
-
-    fixed: each group padded to one of a few shapes (`fixed_shape`)."""
-    with record_function("data/draft"):
-        drafts = [stream.draft(i) for i in dist.shard(range(step * size, (step + 1) * size))]
-    with record_function("data/render"):
-        samples = stream.render(drafts, device)
-    if groups > 1:
-        samples.sort(key=lambda s: len(s.tokens))
-    k = -(-len(samples) // groups)
-    with record_function("data/collate"):
-        parts = [(*collate(part)[:3], tuple(len(s.images) for s in part))
-                 for part in (samples[i:i + k] for i in range(0, len(samples), k))]
-        parts = [fixed_shape(*part) for part in parts] if fixed else parts
-    return to_device(parts, device)    # the text, padded on the host; the pictures are there already
-
-
-def fixed_shape(ids, mask, images, counts, multiple=16):
-    """A batch padded to one of a few shapes: its text to a multiple of 16 tokens, its image slots to a power of two,
-    and every slot treated as real (counts None). A padding slot is then encoded too, but no token attends to it (no
-    `<image>` names it: phi), so the loss is the same; torch.compile and CUDA graphs meet a handful of shapes instead
-    of one per batch, and nothing about the batch depends on how many images it holds."""
-    T, N = ids.shape[1], images.shape[1]
-    grow_t, grow_n = -(-T // multiple) * multiple - T, (1 << max(0, N - 1).bit_length()) - N if N else 0
-    ids = F.pad(ids, (0, grow_t), value=TOKENIZER.pad_id)                          # (B, T') right padding
-    mask = F.pad(mask, (0, grow_t), value=False)
-    images = F.pad(images, (0, 0) * (images.dim() - 2) + (0, grow_n))              # (B, N', [F,] 3, H, W)
-    return ids, mask, images, None
-
-
-def to_device(data, device):
-    """A step's batch, every tensor in it copied to `device` (from pinned memory, without waiting, on a GPU)."""
-    def move(x):
-        if torch.is_tensor(x):
-            return x.to(device, non_blocking=True)
-        if isinstance(x, dict):
-            return {k: move(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return type(x)(move(v) for v in x)
-        return x                                    # ints (a batch's image counts), None
-
-    with record_function("data/move"):
-        return move(data)
-
-
-class Steps(torch.utils.data.Dataset):
-    """Item s is step s's whole batch, drawn on the CPU: a DataLoader's worker processes draw the coming steps while
-    the device trains on this one. Every batch is a pure function of its step, so any number of workers gives the
-    same batches in the same order (tests/test_step.py)."""
-
-    def __init__(self, load):
-        self.load = load
-
-    def __getitem__(self, step):
-        return self.load(step, torch.device("cpu"))
-
-
-def as_is(data):
-    return data
-
-
-def batches(load, start, steps, device, workers=0):
-    """The batches of steps [start, steps), on `device`: drawn in this process, on the device itself (workers=0), or
-    drawn ahead on the CPU by `workers` processes and copied over."""
-    if workers == 0:
-        return (load(s, device) for s in range(start, steps))
-    loader = torch.utils.data.DataLoader(Steps(load), batch_size=None, sampler=range(start, steps),
-                                         num_workers=workers, collate_fn=as_is, pin_memory=device.type == "cuda",
-                                         prefetch_factor=4, persistent_workers=False)
-    return (to_device(data, device) for data in loader)
-
-
-def data_workers(t, device):
-    """train.data_workers, or where it is -1: none on the CPU, whose cores the step itself uses (one worker made a
-    2-core machine's bridge step 204 ms instead of 188: docs/performance.md), and beside a GPU up to 6 of its cores."""
-    if t.data_workers >= 0:
-        return t.data_workers
-    return 0 if device.type == "cpu" else max(0, min(6, (os.cpu_count() or 1) - 2))
+def visual_tokens(model, b):
+    """Every picture of a Bridge batch encoded and resampled once, laid out in its row's slots: (B, N, R, D), zeros
+    in the slots of rows with fewer pictures (no `<image>` tag names them, so nothing reads them)."""
+    grid = None
+    for pictures, slots in zip(b.pictures, b.slots):
+        tokens = model.perceive(model.encode(pictures[None]))[0]                         # (n, R, D)
+        grid = tokens.new_zeros(len(b.ids) * b.n_slots, *tokens.shape[1:]) if grid is None else grid
+        grid = grid.index_copy(0, slots, tokens)
+    return rearrange(grid, "(b n) r d -> b n r d", b=len(b.ids))
 
 
 def mean_loss(total, scored):
@@ -240,17 +173,18 @@ def mean_loss(total, scored):
     return total * dist.world() / dist.global_sum(scored)
 
 
-def caption_ids(drafts):
-    """Pair-stream drafts or samples `<bos> <image> caption <EOC>` -> the captions' words only, padded (B, L)."""
-    words = [d.tokens[2:-1] for d in drafts]
-    return torch.nn.utils.rnn.pad_sequence(words, batch_first=True, padding_value=TOKENIZER.pad_id)
-
-
-def autocast(device):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 # --- the three stages: what to build, and the loss of one step -------------------------------------------------------
+@dataclass
+class Stage:
+    """What one stage trains, on what, and how long: the loop (`run_stage`) is the same for all three."""
+    model: torch.nn.Module   # saved in the stage's checkpoint
+    groups: list             # AdamW's parameter groups, each with its own base learning rate "lr"
+    load: Callable           # (step, device) -> that step's batch, a pure function of the step
+    loss: Callable           # batch -> (loss, {name: 0-dim tensor to log})
+    steps: int
+    cool_down: bool = True   # the last fifth of the steps cosine-decays the learning rate
+
+
 def make_lm(m):
     return LM(m.vocab_size, m.d_model, m.n_layers, m.n_heads, m.context)
 
@@ -260,15 +194,13 @@ def setup_lm(run, cfg, device, seed):
     corpus, t = TextCorpus(cfg.data, seed), cfg.train
 
     def load(step, device):
-        return batch(corpus, step, t.lm_batch, device)[0]   # packed text: every row is full, nothing to sort
+        return to_device(text_batch(corpus, step, t.lm_batch), device)   # packed text: every row is full
 
     def step_loss(data):
-        ids, mask, _, _ = data
-        with autocast(device):
-            loss = next_token_loss(model(ids), ids, mask, "sum")
-        return mean_loss(loss, mask[:, 1:].sum()), {}
+        ids, mask = data
+        return mean_loss(next_token_loss(model(ids), ids, mask, "sum"), mask[:, 1:].sum()), {}
 
-    return model, list(model.parameters()), load, step_loss, t.lm_steps, t.lm_lr, True
+    return Stage(model, [{"params": list(model.parameters()), "lr": t.lm_lr}], load, step_loss, t.lm_steps)
 
 
 def setup_vision(run, cfg, device, seed):
@@ -297,11 +229,10 @@ def setup_vision(run, cfg, device, seed):
             return images, caption_ids([d for mine in drafts for d in mine]).to(device)        # every process's
 
     def step_loss(data):
-        with autocast(device):
-            loss = model.loss(*data, gather=dist.gather)
+        loss = model.loss(*data, gather=dist.gather)
         return loss, {"temperature": 1 / model.logit_scale.detach().exp()}
 
-    return model, list(model.parameters()), load, step_loss, t.vision_steps, t.vision_lr, True
+    return Stage(model, [{"params": list(model.parameters()), "lr": t.vision_lr}], load, step_loss, t.vision_steps)
 
 
 def finished(run, stage, cfg):
@@ -360,26 +291,16 @@ def setup_flamingo(run, cfg, device, seed):
 
     names = list(data)
 
-    def load(step, device):  # one batch from each dataset (documents in length groups; pairs and clips have short texts)
+    def load(step, device):
         # round_robin: only dataset step % n, which then sees 1/n of the updates (and of the samples)
         chosen = names if t.mixing == "accumulate" else [names[step % len(names)]]
-        return {name: batch(data[name][0], step, data[name][1], device, groups=LENGTH_GROUPS if name == "doc" else 1,
-                            fixed=t.fixed_shapes) for name in chosen}
+        return bridge_batch({name: data[name] for name in chosen}, step, device)
 
-    def stream_loss(groups):  # the mean over every scored token of one dataset's batch
-        total, scored = 0.0, 0
-        for ids, mask, images, counts in groups:
-            features = model.encode(images, counts)        # frozen: computed without autograd, once per image
-            with autocast(device):  # check=False: the streams make valid batches (tested), and checks read the device
-                logits = model(ids, features=features, counts=counts, check=False)
-                total = total + next_token_loss(logits, ids, mask, "sum")
-            scored = scored + mask[:, 1:].sum()
-        return mean_loss(total, scored)
-
-    def step_loss(batches):  # the datasets' weighted losses, summed: accumulation across datasets
-        losses = {name: stream_loss(groups) for name, groups in batches.items()}
-        total = sum(data[name][2] * loss for name, loss in losses.items())
-        return total, {**{f"loss_{name}": loss.detach() for name, loss in losses.items()}, **model.gate_values()}
+    def step_loss(b):  # one forward over every dataset's rows: the datasets' weighted mean losses, summed
+        logits = model(b.ids, media=visual_tokens(model, b))
+        per_dataset = (b.share[:, :, 1:] * token_losses(logits, b.ids)).sum((1, 2))      # (D,): each one's mean
+        return (b.weights * per_dataset).sum(), {**{f"loss_{name}": loss for name, loss in
+                                                     zip(b.datasets, per_dataset.detach())}, **model.gate_values()}
 
     # The gates start at 0, so nothing behind them gets a gradient until they move, and Adam moves a scalar by about
     # lr per step: at toy scale (hundreds of steps, not the paper's 500k) they would barely open. The gate scalars
@@ -390,8 +311,9 @@ def setup_flamingo(run, cfg, device, seed):
         p.requires_grad_(True)  # the LM's too where train.lm_mode trains it
     gates = [p for n, p in named if n.endswith(("alpha_xattn", "alpha_dense"))]
     rest = [p for n, p in named if not n.endswith(("alpha_xattn", "alpha_dense"))]
-    groups = [{"params": rest}, {"params": gates, "lr_mult": t.gate_lr_mult, "weight_decay": 0.0}]
-    return model, groups, load, step_loss, t.flamingo_steps, t.flamingo_lr, t.flamingo_cool_down
+    groups = [{"params": rest, "lr": t.flamingo_lr},
+              {"params": gates, "lr": t.flamingo_lr * t.gate_lr_mult, "weight_decay": 0.0}]
+    return Stage(model, groups, load, step_loss, t.flamingo_steps, t.flamingo_cool_down)
 
 
 SETUP = {"lm": setup_lm, "vision": setup_vision, "flamingo": setup_flamingo}
@@ -411,8 +333,8 @@ def learning_rate_fraction(step, steps, warmup, cool_down):
 
 def compile_blocks(model, mode="default"):
     """torch.compile, in place, every repeated block of a model: LM blocks, gated layers, resampler layers, the CNN.
-    Blocks, not the whole forward: their shapes are all a batch changes, and the checks and the per-row picking of
-    real images between them stay eager, so nothing breaks a graph."""
+    Blocks, not the whole forward: their shapes are all a batch changes, and what lies between them (masks, the
+    visual tokens' layout) stays eager, so nothing breaks a graph."""
     for m in model.modules():
         if isinstance(m, (Block, GatedCrossAttention, ResamplerLayer)):
             m.compile(mode=mode)
@@ -446,12 +368,14 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
             return saved
     main = dist.is_main()
     torch.manual_seed(seed + STAGES.index(stage))
-    model, params, load, step_loss, steps, lr, cool_down = SETUP[stage](run, cfg, device, seed)
-    t = cfg.train
+    s = SETUP[stage](run, cfg, device, seed)
+    model, steps, t = s.model, s.steps, cfg.train
     if t.compile != "off":
         compile_blocks(model, t.compile)
-    objective = dist.wrap(Objective(model, step_loss), device)
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=t.weight_decay)
+    objective = dist.wrap(Objective(model, s.loss), device)
+    # One fused kernel for every parameter's update (no per-parameter loop, no step counter read on the host).
+    opt = torch.optim.AdamW(s.groups, betas=(0.9, 0.95), weight_decay=t.weight_decay, fused=True)
+    base_lr = [g["lr"] for g in s.groups]
     params = [p for g in opt.param_groups for p in g["params"]]
     start, elapsed = 0, 0.0
     if saved is not None:  # resume: weights, optimiser, random state, and the log as of the checkpoint
@@ -462,20 +386,25 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         if main:
             trim_metrics(run, stage, start)
 
-    # A step reads nothing back from the device (tests/test_step.py counts): the loss of each step is kept there, and
-    # read only where the log or a checkpoint needs it. A non-finite loss is found then, before anything is written.
-    losses, checked = torch.zeros(steps, device=device), start
+    # A step reads nothing back from the device (tests/test_step.py counts): each step's loss and gradient norm are kept
+    # there, and read only where the log or a checkpoint needs them. A non-finite one is found then, before anything
+    # is written. A gradient can turn non-finite under a finite loss (clipping then spreads it to every weight, and
+    # only the next step's loss shows it): it is named at its own step.
+    losses, norms, checked = torch.zeros(steps, device=device), torch.zeros(steps, device=device), start
 
     def check_finite(upto):
         nonlocal checked
         if upto <= checked:
             return
-        bad = (~torch.isfinite(losses[checked:upto])).nonzero().flatten().tolist()
+        bad = (~torch.isfinite(torch.stack([losses[checked:upto], norms[checked:upto]]))).nonzero().tolist()
         if bad:
-            first = checked + bad[0]
-            raise TrainingError(f"stage {stage}: the loss became {losses[first].item()} at step {first}. The last "
-                                f"good checkpoint ({path}) is intact; lower train.{stage}_lr or check the data "
-                                "settings.")
+            which, first = min(bad, key=lambda wf: (wf[1], wf[0]))      # the earliest step; its loss before its norm
+            first += checked
+            what = (f"the loss became {losses[first].item()}" if which == 0 else
+                    f"the gradient became {norms[first].item()} (its loss was {losses[first].item():.4g})")
+            raise TrainingError(f"stage {stage}: {what} at step {first}. The last good checkpoint ({path}) is "
+                                "intact (the same command resumes from it); docs/performance.md says what has made a "
+                                "step non-finite before.")
         checked = upto
 
     def checkpoint(step, done):
@@ -490,10 +419,10 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
     bar = tqdm(range(start, steps), desc=f"{stage:>8}", initial=start, total=steps,
                unit="step", dynamic_ncols=True, leave=True, disable=not (progress and main))
     step = start - 1
-    for step, data in zip(bar, batches(load, start, steps, device, data_workers(t, device))):
-        frac = learning_rate_fraction(step, steps, t.warmup, cool_down)
-        for g in opt.param_groups:
-            g["lr"] = lr * frac * g.get("lr_mult", 1.0)
+    for step, data in zip(bar, batches(s.load, start, steps, device, data_workers(t, device))):
+        frac = learning_rate_fraction(step, steps, t.warmup, s.cool_down)
+        for g, lr in zip(opt.param_groups, base_lr):
+            g["lr"] = lr * frac
         loss, extra = objective(data)
         # The loss of the whole batch (with N processes the mean of their shares) and the logged extras: every
         # process holds the same values, so all stop together on a non-finite loss.
@@ -501,7 +430,7 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         losses[step] = reported[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, t.clip)
+        norms[step] = torch.nn.utils.clip_grad_norm_(params, t.clip)
         opt.step()
         logged = step % t.log_every == 0 or step == steps - 1
         if logged:
@@ -509,7 +438,7 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         if logged and main:
             values = reported.tolist()
             bar.set_postfix(loss=f"{values[0]:.3f}")
-            log_metrics(run, {"stage": stage, "step": step, "loss": values[0], "lr": lr * frac,
+            log_metrics(run, {"stage": stage, "step": step, "loss": values[0], "lr": base_lr[0] * frac,
                               "time": round(elapsed + time.perf_counter() - t0, 2), **dict(zip(extra, values[1:]))})
         if stop_after is not None and step + 1 >= stop_after:
             break

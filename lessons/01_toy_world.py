@@ -14,6 +14,7 @@ import random
 
 import torch
 
+import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
 from lessons import wrap_up
 from toy_data import COLOURS, HELD_OUT, SHAPES, TOKENIZER, DataConfig, DocumentStream, render

@@ -16,6 +16,7 @@ import os
 
 import torch
 
+import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min import Flamingo, cross_attention_mask
 from flamingo_min.config import ModelConfig
 from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed

@@ -10,6 +10,7 @@ import os
 
 import torch
 
+import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
 from lessons import wrap_up
 from lessons.exercises import use
@@ -39,7 +40,7 @@ for ax, only in zip(axes, (True, False)):
         ax.axvline(R * i - 0.5, color="gray", lw=0.5)
     ax.set_title("only the immediate image (paper)" if only else "all previous images (ablation)", fontsize=9)
 fig.savefig(os.path.join(OUT, "06_masks.png"), dpi=100, bbox_inches="tight")
-print("phi:", dict(zip(range(len(words)), phi(ids, TOKENIZER.image_id)[0].tolist())))
+print("phi, word by word:", " ".join(f"{w}({v})" for w, v in zip(words, phi(ids, TOKENIZER.image_id)[0].tolist())))
 m = cross_attention_mask(ids, TOKENIZER.image_id, 3, R, True)[0]
 print("rows that see no image:", [w for w, row in zip(words, m) if not row.any()])
 

@@ -14,12 +14,14 @@ import shutil
 
 import torch
 
+import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min import plots, train
 from flamingo_min.config import make_config
 from flamingo_min.errors import CheckpointError
 from lessons import claim, trained, wrap_up
 from lessons.exercises import use
 from toy_data import TOKENIZER, DocumentStream
+from toy_data.documents import collate
 
 OUT = os.environ.get("LESSONS_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 FAST = bool(os.environ.get("LESSONS_FAST"))
@@ -91,9 +93,9 @@ for name, m in (("this miniature run", model), ("the video preset's run", full))
 
 # %%
 next_token_loss = use("next_token_loss")
-ids, mask, images, counts = train.batch(DocumentStream(cfg.data, seed=1), 0, 8, torch.device("cpu"))[0]
+ids, mask, images, _ = collate(DocumentStream(cfg.data, seed=1).batch(range(8)))
 with torch.no_grad():
-    logits = model(ids, images=images, counts=counts)
+    logits = model(ids, images=images)
 print(f"document loss {next_token_loss(logits, ids, mask).item():.3f} (the trainer's: "
       f"{train.next_token_loss(logits, ids, mask).item():.3f}), over {int(mask.sum())} scored targets of "
       f"{int((ids[:, 1:] != TOKENIZER.pad_id).sum())} real ones")

@@ -21,6 +21,7 @@ import random
 import torch
 from einops import rearrange
 
+import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min.evaluate import episode_images, episodes_for
 from flamingo_min.plots import _image, plt  # matplotlib, drawing to files: no screen needed
 from toy_data import TOKENIZER
@@ -79,8 +80,9 @@ print("the resampler's input per clip:", tuple(keys.shape), "(B*N, F*S, D); equa
       torch.allclose(keys, model.resampler.input(feats), atol=1e-5))
 time_emb = model.resampler.input.time.detach()                                          # (max_frames, D)
 cos = torch.nn.functional.cosine_similarity(time_emb[:, None], time_emb[None], dim=-1)
-print("cosine between the learnt temporal embeddings of frames 0..3:")
-print("\n".join("  " + " ".join(f"{v:5.2f}" for v in r) for r in cos.tolist()))
+print("cosine between the learnt temporal embeddings, frame by frame:")
+print("           " + " ".join(f"frame {f}" for f in range(len(cos))))
+print("\n".join(f"  frame {f}  " + " ".join(f"{v:7.2f}" for v in r) for f, r in enumerate(cos.tolist())))
 
 # %% [markdown]
 # ## What the answer hears when the frames are shuffled
@@ -172,8 +174,9 @@ if hasattr(model.resampler, "latents"):
     fig.colorbar(im, ax=b)
     fig.tight_layout()
     fig.savefig(os.path.join(OUT, "10_attention.png"), dpi=120)
-    print("attention mass per frame (rows: latents):")
-    print("\n".join("  " + " ".join(f"{v:5.2f}" for v in r) for r in mass.tolist()))
+    print("attention mass of each latent (rows) on each frame's features and on the latents themselves:")
+    print("            " + " ".join(f"frame {f}" for f in range(mass.shape[1] - 1)) + " latents")
+    print("\n".join(f"  latent {r:<2} " + " ".join(f"{v:7.2f}" for v in row) for r, row in enumerate(mass.tolist())))
 
 # %% [markdown]
 # ## Summary and questions

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 from toy_data import TOKENIZER
 
 IMG, PAD = TOKENIZER.image_id, TOKENIZER.pad_id
-TEXT = [i for i in range(len(TOKENIZER)) if i not in (IMG, PAD, TOKENIZER.eoc_id)]
+BOS = TOKENIZER.bos_id
+TEXT = [i for i in range(len(TOKENIZER)) if i not in (IMG, PAD, BOS, TOKENIZER.eoc_id)]   # <bos> opens a document
 
 
 @st.composite

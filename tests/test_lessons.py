@@ -72,6 +72,26 @@ def test_lesson_8_binding_is_above_chance_and_comes_with_the_examples():
     assert min(acc["2"], acc["4"], acc["8"]) > max(acc["none"], acc["0"]) + 0.2, bind
 
 
+def test_lesson_8_explains_its_episodes_states_its_noise_and_sets_rices_beside_random():
+    out = printed("08_few_shot.py")
+    assert out.count("    QUERY: ") == 2 and len(re.findall(r"the model says '[\w-]+': (?:right|wrong): ", out)) == 2
+    assert "<- the QUERY" in out
+    assert "200 held-out episodes per point (standard error at most 0.035)" in out
+    assert len(re.findall(r"^(?:infer|question|bind|match) +none: \d\.\d\d", out, re.M)) == 4
+    both = [re.findall(r"\d\.\d\d", x) for x in out.split("random   RICES")[1].splitlines()[1:7]]
+    assert all(len(pair) == 2 for pair in both), both   # both sides of every row: the model, and `last`
+
+
+def test_lessons_4_6_and_10_say_what_they_print():
+    out = printed("04_resampler.py")
+    assert ("using YOUR implementation" in out) == ("your layer == the real layer: True" in out)
+    assert ("using the reference solution" in out) == ("the reference layer runs here" in out)
+    assert "phi, word by word: <bos>(0) a(0) <image>(1) dax(1)" in printed("06_masking.py")
+    out = printed("10_video.py")
+    assert re.search(r"^ +frame 0 frame 1 frame 2 frame 3 latents$", out, re.M)
+    assert re.search(r"^  latent 0 +(\d\.\d\d +){4}\d\.\d\d$", out, re.M)
+
+
 def test_lesson_9_all_images_falls_behind_more_with_more_shots():
     out = printed("09_ablations.py")
     gaps = [float(g) for g in re.findall(r"shots ([-+]\d\.\d\d)", line(out, "the gap, baseline minus all-images"))]

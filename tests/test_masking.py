@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 from flamingo_min.masking import cross_attention_mask, phi
 from strategies import IMG, PAD, batch
+from toy_data import TOKENIZER
 
 
 def phi_reference(ids):
@@ -69,3 +70,20 @@ def test_mask_never_sees_a_later_image_and_nothing_before_the_first(ids, only_im
     assert m[p > 0].any(-1).all()                           # text after an image sees something
     if only_immediate:
         assert (m.sum(-1) == 2 * (p > 0)).all()             # exactly one image's tokens
+
+
+def test_document_starts_at_each_bos_and_after_left_padding():
+    from flamingo_min.masking import document_starts
+    B, P, I, x = TOKENIZER.bos_id, TOKENIZER.pad_id, TOKENIZER.image_id, 20
+    ids = torch.tensor([[B, I, x, B, x, I, x, P, P],        # two documents packed, right padding
+                        [P, P, B, I, x, x, B, x, x],        # left padding, then two documents
+                        [P, P, I, x, x, x, x, x, x]])       # left padding, a document without <bos>
+    assert document_starts(ids, B, P).tolist() == [[0, 0, 0, 3, 3, 3, 3, 3, 3],
+                                                   [0, 0, 2, 2, 2, 2, 6, 6, 6],
+                                                   [0, 0, 2, 2, 2, 2, 2, 2, 2]]
+    starts = document_starts(ids, B, P)
+    for only_immediate in (True, False):   # the second document of row 0 never sees the first's image
+        mask = cross_attention_mask(ids, I, 2, 1, only_immediate, starts)
+        assert not mask[0, 3:5].any() and mask[0, 5:7, 1].all() and not mask[0, 5:, 0].any()
+        assert mask[0, 1:3, 0].all() and not mask[0, :1].any()
+        assert not mask[1, 6:].any() and mask[1, 3:6, 0].all()

@@ -11,7 +11,7 @@ from flamingo_min.lm import Cache
 from flamingo_min.masking import cross_attention_mask, phi
 from flamingo_min.resampler import PerceiverResampler
 from flamingo_min.xattn import GatedCrossAttention
-from strategies import IMG, PAD, TEXT, batch, row
+from strategies import BOS, IMG, PAD, TEXT, batch, row
 from toy_data import TOKENIZER
 
 
@@ -75,8 +75,8 @@ def test_image_j_changes_the_logits_from_its_tag_on_and_never_before(ids, j, onl
     other = imgs.clone()
     other[:, j - 1] = torch.rand_like(other[:, j - 1])
     with torch.no_grad():
-        a = m(ids, images=imgs, counts=counts_of(ids))
-        b = m(ids, images=other, counts=counts_of(ids))
+        a = m(ids, images=imgs)
+        b = m(ids, images=other)
     differs = (a - b).abs().amax(-1) > 1e-5                      # (B, T)
     p = phi(ids, IMG)
     assert not (differs & (p < j)).any()                         # nothing before the j-th <image> moves ...
@@ -88,7 +88,7 @@ def test_image_j_changes_the_logits_from_its_tag_on_and_never_before(ids, j, onl
 def test_identity_at_init(ids):
     m = model_for(gates=False)
     with torch.no_grad():
-        got = m(ids, images=images_for(ids), counts=counts_of(ids))
+        got = m(ids, images=images_for(ids))
         want = m.lm(ids, embed_weight=m.embed_weight())   # the LM, reading <image> as zero and <EOC> as '.'
     assert torch.allclose(got, want, atol=1e-6)
 
@@ -103,8 +103,8 @@ def test_causality(r, t, new):
     m = model_for()
     imgs = images_for(ids)
     with torch.no_grad():
-        a = m(ids, images=imgs, counts=counts_of(ids))
-        b = m(changed, images=imgs, counts=counts_of(ids))
+        a = m(ids, images=imgs)
+        b = m(changed, images=imgs)
     assert torch.allclose(a[0, :t], b[0, :t], atol=1e-5)
 
 
@@ -116,16 +116,15 @@ def test_batch_independence(ids, left):
     imgs = [images_for(r[None], seed=i)[0][: int(counts_of(r[None]))] for i, r in enumerate(rows)]
     T, N = max(len(r) for r in rows), max(1, max(len(i) for i in imgs))
     padded = torch.full((len(rows), T), PAD)
-    valid = torch.zeros(len(rows), T, dtype=torch.bool)
     stack = torch.zeros(len(rows), N, 3, 16, 16)
     for b, (r, im) in enumerate(zip(rows, imgs)):
         sl = slice(T - len(r), T) if left else slice(0, len(r))
-        padded[b, sl], valid[b, sl] = r, True
+        padded[b, sl] = r
         stack[b, : len(im)] = im
     with torch.no_grad():
-        together = m(padded, images=stack, counts=torch.tensor([len(i) for i in imgs]), valid=valid)
+        together = m(padded, images=stack)
         for b, (r, im) in enumerate(zip(rows, imgs)):
-            alone = m(r[None], images=im[None] if len(im) else None, counts=torch.tensor([len(im)]))
+            alone = m(r[None], images=im[None] if len(im) else None)
             sl = slice(T - len(r), T) if left else slice(0, len(r))
             assert torch.allclose(alone[0], together[b, sl], atol=1e-4)
 
@@ -170,16 +169,16 @@ def test_generate_matches_full_recompute_and_beam1_is_greedy():
     m = model_for(seed=3)
     prompts = [[TOKENIZER.bos_id, IMG, 20, TOKENIZER.eoc_id, IMG], [TOKENIZER.bos_id, 30, IMG]]
     from flamingo_min.evaluate import left_pad
-    ids, valid = left_pad(prompts)
+    ids = left_pad(prompts)
     imgs = torch.rand(2, 2, 3, 16, 16)
     counts = counts_of(ids)
-    greedy = m.generate(ids, images=imgs, counts=counts, valid=valid, max_new_tokens=6, num_beams=1)
-    assert greedy == m.generate(ids, images=imgs, counts=counts, valid=valid, max_new_tokens=6, num_beams=1)
+    greedy = m.generate(ids, images=imgs, max_new_tokens=6, num_beams=1)
+    assert greedy == m.generate(ids, images=imgs, max_new_tokens=6, num_beams=1)
     for b, p in enumerate(prompts):   # recompute each step from scratch, no cache, no padding
         seq = torch.tensor([p])
         out = []
         for _ in range(6):
-            logits = m(seq, images=imgs[b: b + 1, : counts[b]], counts=counts[b: b + 1])[0, -1]
+            logits = m(seq, images=imgs[b: b + 1, : counts[b]])[0, -1]
             logits[[TOKENIZER.pad_id, TOKENIZER.bos_id, IMG]] = float("-inf")
             tok = int(logits.argmax())
             if tok == TOKENIZER.eoc_id:
@@ -216,12 +215,12 @@ def test_clear_errors():
     m = model_for()
     ids = torch.tensor([[1, IMG, 20, IMG, 21], [1, IMG, 20, 21, 22]])
     imgs = torch.rand(2, 2, 3, 16, 16)
-    with pytest.raises(ValueError, match="row 1 has 1 <image> tokens but 2 images were given"):
-        m(ids, images=imgs)
+    with pytest.raises(ValueError, match="row 0 has 2 <image> tokens but 1 images were given"):
+        m(ids, images=imgs[:, :1])
     with pytest.raises(ValueError, match=r"images must be \(B, N, 3, H, W\)"):
         m(ids, images=torch.rand(2, 2, 16, 16))
     with pytest.raises(ValueError, match="H, W >= 16"):
-        m(ids, images=torch.rand(2, 2, 3, 8, 8), counts=torch.tensor([2, 1]))
+        m(ids, images=torch.rand(2, 2, 3, 8, 8))
     with pytest.raises(ValueError, match="exceeds the LM's context"):
         m(torch.full((1, TINY.context + 1), 20))
     with pytest.raises(ValueError, match="token ids must lie in"):
@@ -244,3 +243,21 @@ def test_trainable_parameters_and_freezing():
         if n in frozen:
             assert torch.equal(p, frozen[n]), n
     assert m.lm.training is False and m.vision.training is False
+
+
+@given(st.lists(row(pad=False), min_size=1, max_size=3), st.booleans(), st.integers(0, 3))
+def test_a_packed_row_computes_what_its_documents_compute_alone(docs, only_immediate, pad):
+    """Training packs several documents into one row, each from its <bos>: every document's logits are those it gets
+    alone, whatever stands before it in the row (attention, positions, smeared keys, phi and the images)."""
+    m = model_for(only_immediate=only_immediate)
+    docs = [torch.tensor([BOS] + d) for d in docs]
+    imgs = [images_for(d[None], seed=i)[0][: int(counts_of(d[None]))] for i, d in enumerate(docs)]
+    packed = torch.cat(docs + [torch.full((pad,), PAD)])[None]                     # (1, T) right-padded
+    pictures = torch.cat(imgs)[None]                                               # (1, N, 3, H, W) in tag order
+    with torch.no_grad():
+        together = m(packed, images=pictures if pictures.shape[1] else None)[0]
+        at = 0
+        for d, im in zip(docs, imgs):
+            alone = m(d[None], images=im[None] if len(im) else None)[0]
+            assert torch.allclose(alone, together[at: at + len(d)], atol=1e-4)
+            at += len(d)

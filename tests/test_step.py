@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import flamingo_min.batches as batches
 import flamingo_min.train as train
 from conftest import TINY_RUN
 from flamingo_min.config import make_config
@@ -108,10 +109,10 @@ def test_any_number_of_data_workers_draws_the_same_batches(stage, tiny_run):
     """Step s's batch is a pure function of s: drawn in this process or ahead by 2 worker processes, it is the same
     tensors in the same order, and on resume the workers start at the right step."""
     cfg = make_config("quick", TINY_RUN)
-    _, _, load, *_ = train.SETUP[stage](tiny_run, cfg, torch.device("cpu"), 0)
+    load = train.SETUP[stage](tiny_run, cfg, torch.device("cpu"), 0).load
     cpu = torch.device("cpu")
-    here = list(train.batches(load, 3, 7, cpu, workers=0))
-    ahead = list(train.batches(load, 3, 7, cpu, workers=2))
+    here = list(batches.batches(load, 3, 7, cpu, workers=0))
+    ahead = list(batches.batches(load, 3, 7, cpu, workers=2))
     assert len(here) == len(ahead) == 4
 
     def same(a, b):
@@ -135,47 +136,15 @@ def test_a_run_with_data_workers_trains_the_same_numbers(tiny_run, tmp_path):
     assert strip(train.read_metrics(str(tmp_path))) == strip(train.read_metrics(tiny_run))
 
 
-def test_fixed_shapes_meet_few_shapes_and_train_the_same_loss(tiny_run):
-    """train.fixed_shapes pads the bridge's batches to a few shapes; the loss of every step stays the same."""
-    losses, shapes = {}, {False: set(), True: set()}
-    for fixed in (False, True):
-        cfg = make_config("quick", TINY_RUN + [f"train.fixed_shapes={fixed}"])
-        torch.manual_seed(0)
-        _, _, load, step_loss, *_ = train.SETUP["flamingo"](tiny_run, cfg, torch.device("cpu"), 0)
-        with torch.no_grad():
-            losses[fixed] = []
-            for step in range(8):
-                data = load(step, torch.device("cpu"))
-                losses[fixed].append(step_loss(data)[0])
-                shapes[fixed] |= {(name, ids.shape[1], images.shape[1]) for name, groups in data.items()
-                                  for ids, _, images, _ in groups}
-                assert all((counts is None) == fixed for groups in data.values() for *_, counts in groups)
-    assert torch.allclose(torch.stack(losses[True]), torch.stack(losses[False]), rtol=1e-5)
-    # Multiples of 16 tokens up to data.max_len (48) and 2^k image slots: at most 3 x 5 shapes a dataset, whatever
-    # the number of steps; the same batches unpadded already meet more than that.
-    assert all(t in (16, 32, 48) and n in (1, 2, 4, 8, 16) for _, t, n in shapes[True])
-    assert len(shapes[True]) < len(shapes[False])
-
-
-def test_fixed_shape_pads_and_keeps_every_value():
-    ids, mask = torch.tensor([[1, 5, 6]]), torch.tensor([[False, True, True]])
-    images = torch.rand(1, 3, 3, 8, 8)
-    p_ids, p_mask, p_images, counts = train.fixed_shape(ids, mask, images, (2,))
-    assert p_ids.shape == (1, 16) and p_images.shape == (1, 4, 3, 8, 8) and counts is None
-    assert torch.equal(p_ids[:, :3], ids) and (p_ids[:, 3:] == train.TOKENIZER.pad_id).all()
-    assert torch.equal(p_mask[:, :3], mask) and not p_mask[:, 3:].any()
-    assert torch.equal(p_images[:, :3], images) and not p_images[:, 3:].any()
-
-
 @pytest.mark.parametrize("stage", train.STAGES)
 def test_a_training_step_runs_on_a_device_that_holds_no_values(stage, tiny_run):
     """On the meta device a tensor has a shape and no values: reading one is an error, and so is any shape that depends
     on values. A stage's batches are drawn there, and its steps (forward, backward, clipping, AdamW) run there."""
     meta = torch.device("meta")
     cfg = make_config("quick", TINY_RUN)
-    model, groups, load, step_loss, *_ = train.SETUP[stage](tiny_run, cfg, meta, 0)
-    model.train()
-    opt = torch.optim.AdamW(groups, lr=1e-3)
+    s = train.SETUP[stage](tiny_run, cfg, meta, 0)
+    model, load, step_loss = s.model.train(), s.load, s.loss
+    opt = torch.optim.AdamW(s.groups, lr=1e-3)
     params = [p for g in opt.param_groups for p in g["params"]]
     for step in range(2):
         data = load(step, meta)
@@ -195,3 +164,86 @@ def tensors(x):
     if isinstance(x, dict):
         x = list(x.values())
     return [t for v in x for t in tensors(v)] if isinstance(x, (list, tuple)) else []
+
+
+def test_a_real_bridge_step_dispatches_little_beyond_the_model(tiny_run, tmp_path, monkeypatch):
+    """One update of the bridge (documents and pairs in one pass, the weighted loss, clipping, fused AdamW, the
+    loop's bookkeeping) against the model alone on the same batches (forward, plain loss, backward, AdamW): device
+    operations counted, the drawing of the data apart. Three passes a step and autocast's casts made this 4x."""
+    from flamingo_min.bench import OpCount, ops_of, train_step_fn
+    cfg = make_config("quick", TINY_RUN + ["train.log_every=100", "train.ckpt_every=100", "train.flamingo_steps=4"])
+    run = str(tmp_path)
+    for earlier in ("lm", "vision"):
+        train.run_stage(run, earlier, cfg, progress=False)
+    mode, draw = OpCount(), train.bridge_batch
+    per_step, step_of = {}, train.learning_rate_fraction
+
+    def marked(step, *a):                    # the top of every step: what was counted so far was the last step's
+        per_step[step - 1] = mode.n
+        mode.n = 0
+        return step_of(step, *a)
+
+    def drawn(*a, **k):                      # the data's own operations are not the step's
+        before = mode.n
+        out = draw(*a, **k)
+        mode.n = before
+        return out
+
+    monkeypatch.setattr(train, "learning_rate_fraction", marked)
+    monkeypatch.setattr(train, "bridge_batch", drawn)
+    with mode:
+        train.run_stage(run, "flamingo", cfg, progress=False)
+    monkeypatch.undo()
+    s = train.SETUP["flamingo"](run, cfg, torch.device("cpu"), 0)
+    model, load = s.model, s.load
+    params = [p for _, p in model.trainable_parameters()]
+    for step in (1, 2):                      # neither logged nor checkpointed
+        alone = ops_of(train_step_fn(model.train(), params, [load(step, torch.device("cpu"))]))
+        assert per_step[step] <= 1.3 * alone, (per_step[step], alone)
+        assert per_step[step] >= alone       # the counter does see the whole step
+
+
+@pytest.mark.parametrize("preset", ["quick", "video"])
+def test_one_pass_gives_the_weighted_sum_of_each_datasets_mean_loss(preset):
+    """The bridge's one forward over packed rows is the paper's loss: sum over datasets of lambda_d x the mean loss
+    over d's scored targets, each sample read alone (as a batch of its own, no packing), to float tolerance."""
+    from conftest import open_gates
+    from flamingo_min import Flamingo
+    from flamingo_min.batches import bridge_batch
+    from toy_data.documents import collate
+    cfg = make_config(preset, TINY_RUN + ["train.video_batch=4"])
+    torch.manual_seed(0)
+    model = open_gates(Flamingo(cfg.model)).train()
+    data = train.datasets(cfg, 0)
+    assert len(data) == (3 if preset == "video" else 2)
+    for step in (0, 5):
+        b = bridge_batch(data, step, torch.device("cpu"))
+        assert len(b.ids) < sum(size for _, size, _ in data.values())        # rows were packed together
+        per_dataset = (b.share[:, :, 1:] * train.token_losses(model(b.ids, media=train.visual_tokens(model, b)),
+                                                              b.ids)).sum((1, 2))
+        want = []
+        for stream, size, _ in data.values():
+            total, scored = 0.0, 0
+            for i in range(step * size, (step + 1) * size):
+                ids, mask, images, _ = collate([stream[i]])
+                total += train.next_token_loss(model(ids, images=images), ids, mask, "sum")
+                scored += mask[:, 1:].sum()
+            want.append(total / scored)
+        assert torch.allclose(per_dataset, torch.stack(want), rtol=1e-5)
+        assert torch.allclose((b.weights * per_dataset).sum(),
+                              sum(w * l for (_, _, w), l in zip(data.values(), want)), rtol=1e-5)
+
+
+def test_packing_pads_less_than_one_block_per_dataset_in_two_length_groups():
+    """First-fit decreasing packing of the default recipe's documents and pairs: fewer token slots than the documents
+    in two length groups plus the pairs in one block, each padded to its longest (the three passes packing replaced)."""
+    from flamingo_min.batches import bridge_batch, padding
+    data = train.datasets(make_config("default"), 0)
+    for step in range(4):
+        b = bridge_batch(data, step, torch.device("cpu"))
+        grouped = 0
+        for name, (stream, size, _) in data.items():
+            lengths = sorted(len(stream.draft(i).tokens) for i in range(step * size, (step + 1) * size))
+            groups = [lengths[:size // 2], lengths[size // 2:]] if name == "doc" else [lengths]
+            grouped += sum(len(g) * max(g) for g in groups)
+        assert b.ids.numel() <= grouped and padding(b)[0] < 0.1 * b.ids.numel()

@@ -126,9 +126,9 @@ def test_frame_order_reaches_the_model_only_through_temporal_embeddings(bridge, 
     feats = torch.randn(1, 2, FRAMES, 16, 16, generator=torch.Generator().manual_seed(seed))   # (B, N, F, S, Dv)
     shuffled = feats[:, :, list(order)]
     with torch.no_grad():
-        with_time = [m(ids, features=f)[0] for f in (feats, shuffled)]
+        with_time = [m(ids, media=m.perceive(f))[0] for f in (feats, shuffled)]
         m.resampler.input.time.zero_()
-        without = [m(ids, features=f)[0] for f in (feats, shuffled)]
+        without = [m(ids, media=m.perceive(f))[0] for f in (feats, shuffled)]
     assert torch.allclose(without[0], without[1], atol=1e-5)                  # order-blind without them
     assert torch.allclose(with_time[0], with_time[1], atol=1e-5) == (bridge == "mean")   # order-aware with them
     assert torch.equal(with_time[0][0], with_time[1][0])                       # <bos>, before any clip, never moves
@@ -153,14 +153,13 @@ def test_a_clip_is_one_media_item(ids, j, frame):
     assume(n > 0)
     j = j % n + 1
     m = video_model("perceiver")
-    counts = (ids == IMG).sum(1)
     clips = torch.rand(ids.shape[0], n, FRAMES, 3, 16, 16, generator=torch.Generator().manual_seed(j))
     other = clips.clone()
     other[:, j - 1, frame] = torch.rand_like(other[:, j - 1, frame])
     with torch.no_grad():
-        media = m.perceive(m.encode(clips, counts), counts)
-        a = m(ids, images=clips, counts=counts)
-        b = m(ids, images=other, counts=counts)
+        media = m.perceive(m.encode(clips))
+        a = m(ids, images=clips)
+        b = m(ids, images=other)
     assert media.shape == (ids.shape[0], n, TINY.latents, TINY.d_model)
     differs = (a - b).abs().amax(-1) > 1e-5
     p = phi(ids, IMG)

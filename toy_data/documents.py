@@ -453,20 +453,15 @@ def bind_scene(rng, attribute, value, look, combos=TRAIN_COMBOS):
 def collate(samples, pad_id=TOKENIZER.pad_id):
     """Right-pad a list of Samples: ids (B, T), loss_mask (B, T), images (B, N, 3, H, W) (clips: (B, N, F, 3, H, W)),
     counts (B,)."""
-    T = max(len(s.tokens) for s in samples)
-    N = max(len(s.images) for s in samples)
-    B = len(samples)
-    ids = torch.full((B, T), pad_id, dtype=torch.long)
-    mask = torch.zeros(B, T, dtype=torch.bool)
-    shapes = {s.images.shape[1:] for s in samples if len(s.images)} or {samples[0].images.shape[1:]}
+    shapes = {s.images.shape[1:] for s in samples if len(s.images)}
     if len(shapes) > 1:
         raise ValueError(f"one batch holds media of shapes {sorted(map(tuple, shapes))}: batch stills and clips "
                          "(or clips of different lengths) separately")
-    images = torch.zeros(B, N, *shapes.pop(), device=samples[0].images.device)   # where the pictures were drawn
-    for b, s in enumerate(samples):
-        ids[b, : len(s.tokens)] = s.tokens
-        mask[b, : len(s.tokens)] = s.loss_mask
-        if len(s.images):
-            images[b, : len(s.images)] = s.images
-    counts = torch.tensor([len(s.images) for s in samples])
-    return ids, mask, images, counts
+    if shapes:   # a text sample's empty (0, 3, H, W) pictures take the batch's media shape
+        shape = shapes.pop()
+        media = [s.images if len(s.images) else s.images.new_zeros(0, *shape) for s in samples]
+    else:
+        media = [s.images for s in samples]
+    pad = lambda rows, value: torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=value)
+    return (pad([s.tokens for s in samples], pad_id), pad([s.loss_mask for s in samples], False), pad(media, 0.0),
+            torch.tensor([len(s.images) for s in samples]))

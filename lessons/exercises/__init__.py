@@ -1,8 +1,9 @@
 """Classroom exercises: write the core pieces of Flamingo yourself, then check them with `python main.py check`.
 
 - student.py     the stubs you fill in (each raises NotImplementedError naming its exercise until you do)
-- hints.py       one hint per exercise, shown by `python main.py check NAME --hint`
+- hints.py       three hints per exercise (a nudge, the idea, code), one at a time: `python main.py check NAME --hint`
 - checks.py      what each exercise must do; the checker and CI run these
+- mistakes.py    the usual mistakes, which the checker names when your result behaves like one
 - solutions.py   reference answers, kept apart: look only when stuck
 
 Lessons call `use(name)`: your implementation when its check passes, the reference solution otherwise, and they say
@@ -71,21 +72,23 @@ def load(path=None):
 
 
 def status(name, module, limit=LIMIT_S):
-    """('done' | 'failing' | 'not started', message) for one exercise of `module`; its check may run `limit` s."""
-    from . import checks
+    """('done' | 'failing' | 'not started', message) for one exercise of `module`; its check may run `limit` s.
+    A failing message names the known mistake the result behaves like, if any (mistakes.py)."""
+    from . import checks, mistakes
     where = shown(module.__file__)
     impl = getattr(module, name, None)
     if impl is None:
         return "failing", f"{where} has no function {name}"
+    recorded = mistakes.Recorder(impl)
     try:
         with time_limit(limit):
-            getattr(checks, name)(impl)
+            getattr(checks, name)(recorded)
     except NotImplementedError:
         return "not started", f"exercise {name}: implement it in {where}"
     except TimeUp:
         return "failing", out_of_time(limit)
     except Exception as e:  # an assertion or any crash in the student's code: report it, do not stop the table
-        return "failing", f"{type(e).__name__}: {e}"
+        return "failing", mistakes.explain(name, recorded.calls, e)
     return "done", ""
 
 

@@ -1,10 +1,11 @@
 """What each exercise must do. Each check takes the function to test and raises AssertionError with a message that
-says what went wrong in the exercise's own terms: which row, which token (as a word), which property (or
+says what went wrong in the exercise's own terms: which rows, which tokens (as words), which property (or
 NotImplementedError, passed through, for an untouched stub). Reference behaviour comes from the real modules in
 flamingo_min/ and toy_data/, which the rest of the project is tested against.
 
-Where a common mistake has a recognisable result, the check computes that wrong result too and names the mistake when
-the student's output matches it. tests/exercise_mutants.py lists the wrong versions every check must catch."""
+A message describes the pattern of the difference (which rows, which positions, which kind), then the first place it
+shows. When a failing submission behaves like one of the usual mistakes (mistakes.py), the checker names that mistake
+above it. tests/exercise_mutants.py holds further wrong versions that every check must catch without naming them."""
 import contextlib
 import random
 
@@ -49,17 +50,23 @@ def _tensor(got, shape, what):
     assert torch.isfinite(got).all(), f"{what}: NaN or inf in the output"
 
 
-def _known_mistake(got, mistakes, atol=1e-5):
-    """Name the first known wrong result that `got` equals: {message: tensor}."""
-    for message, wrong in mistakes.items():
-        if _same(got, wrong, atol):
-            raise AssertionError(message)
-
-
 def _first_diff(got, want, atol=1e-5):
     """Index (a tuple) of the first entry where got and want differ, and the size of the largest difference."""
     diff = (got.float() - want.float()).abs()
     return tuple((diff > atol).nonzero()[0].tolist()), diff.max().item()
+
+
+def _spread(bad, what, extent=""):
+    """How many of a grid's entries differ, in words: "every one of the 12 latents (3 x 4) differs" or "3 of the 12
+    latents (3 x 4) differ"."""
+    n, total = int(bad.sum()), bad.numel()
+    return f"every one of the {total} {what}{extent} differs" if n == total else \
+        f"{n} of the {total} {what}{extent} differ"
+
+
+def _listed(items):
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 @contextlib.contextmanager
@@ -86,12 +93,21 @@ def phi(fn):
                                    f"{tuple(got.shape)}"
     assert got.dtype == torch.long, f"phi must return a LongTensor (image indices), got {got.dtype}"
     want = real_phi(ids, IMG)
-    for r, words in enumerate(ROWS):
-        if not torch.equal(got[r], want[r]):
-            t = int((got[r] != want[r]).nonzero()[0])
-            raise AssertionError(f"row {r} '{words}': phi is {got[r].tolist()}, expected {want[r].tolist()}: position "
-                                 f"{t} ('{words.split()[t]}') has {int(want[r, t])} <image> at or before it, so its "
-                                 f"phi is {int(want[r, t])}, not {int(got[r, t])}")
+    bad = got != want
+    if bad.any():
+        rows = [r for r in range(len(ROWS)) if bad[r].any()]
+        image = ids == IMG
+        kinds = {"<image> tokens": bad & image, "text tokens after an image": bad & ~image & (want > 0),
+                 "text tokens before any image": bad & ~image & (want == 0)}
+        where = _listed(f"{int(m.sum())} {k}" for k, m in kinds.items() if m.any())
+        r = rows[0]
+        t = int(bad[r].nonzero()[0])
+        raise AssertionError(
+            f"phi differs at {int(bad.sum())} positions, in row{'s' * (len(rows) > 1)} {_listed(rows)} of "
+            f"{len(ROWS)}: at {where}\n" +
+            "".join(f"row {i} '{ROWS[i]}': phi is {got[i].tolist()}, expected {want[i].tolist()}\n" for i in rows) +
+            f"e.g. position {t} of row {r} ('{ROWS[r].split()[t]}') has {int(want[r, t])} <image> at or before it, "
+            f"so its phi is {int(want[r, t])}, not {int(got[r, t])}")
 
 
 # --- the cross-attention mask -----------------------------------------------------------------------------------------
@@ -105,17 +121,31 @@ def cross_attention_mask(fn):
         assert isinstance(got, torch.Tensor) and got.dtype == torch.bool, \
             f"the mask must be a boolean tensor, got {getattr(got, 'dtype', type(got).__name__)}"
         assert got.shape == want.shape, f"mask shape {tuple(got.shape)}, expected {tuple(want.shape)} (B, T, N*R)"
-        bad = (got != want).nonzero()
-        if len(bad):
-            b, t, j = bad[0].tolist()
-            n, pt = j // R + 1, int(p[b, t])
-            rule = "it has seen no image yet (phi 0), so it attends nothing" if pt == 0 else \
-                f"image {n} comes after it" if n > pt else \
-                f"only_immediate=True: only image phi = {pt} is visible" if only else \
-                f"only_immediate=False: every image 1..phi = 1..{pt} is visible"
-            raise AssertionError(f"only_immediate={only}: row {b} '{ROWS[b]}', position {t} "
-                                 f"('{ROWS[b].split()[t]}', phi {pt}) {'may' if got[b, t, j] else 'may not'} attend "
-                                 f"visual token {j} (token {j % R + 1} of image {n}), expected the opposite: {rule}")
+        bad = got != want
+        if bad.any():
+            raise AssertionError(_mask_difference(got, bad, p, R, only))
+
+
+def _mask_difference(got, bad, p, R, only):
+    """What a wrong mask gets wrong: which kinds of visual tokens it shows or hides, in which rows, then one cell."""
+    kinds = {}
+    for b, t, j in bad.nonzero().tolist():
+        n, pt = j // R + 1, int(p[b, t])
+        whose = "visual tokens to text before any image (phi 0)" if pt == 0 else "a later image" if n > pt else \
+            "the token's own image (phi)" if n == pt else "an earlier image"
+        key = ("show" if got[b, t, j] else "hide", whose)
+        kinds[key] = kinds.get(key, 0) + 1
+    rows = sorted({b for b, _, _ in bad.nonzero().tolist()})
+    b, t, j = bad.nonzero()[0].tolist()
+    n, pt = j // R + 1, int(p[b, t])
+    rule = "it has seen no image yet (phi 0), so it attends nothing" if pt == 0 else \
+        f"image {n} comes after it" if n > pt else \
+        f"only image phi = {pt} is visible" if only else f"every image 1..phi = 1..{pt} is visible"
+    return (f"only_immediate={only}: {int(bad.sum())} cells of the mask are wrong, in row{'s' * (len(rows) > 1)} "
+            f"{_listed(rows)}: " + _listed(f"{k} {verb} {whose}" for (verb, whose), k in kinds.items()) + "\n"
+            f"e.g. row {b} '{ROWS[b]}', position {t} ('{ROWS[b].split()[t]}', phi {pt}) "
+            f"{'may' if got[b, t, j] else 'may not'} attend visual token {j} (token {j % R + 1} of image {n}), "
+            f"expected the opposite: {rule}")
 
 
 # --- the gated cross-attention layer ----------------------------------------------------------------------------------
@@ -131,7 +161,7 @@ def _plain_sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=N
 
 
 @contextlib.contextmanager
-def _plain_attention(fn):
+def plain_attention(fn):
     """Every call of F.scaled_dot_product_attention made by fn (F.x, torch.nn.functional.x or an imported name)
     runs the plain math, so that the check does not depend on what this machine's fused kernel does."""
     fused, scope = F.scaled_dot_product_attention, getattr(fn, "__globals__", {})
@@ -160,7 +190,7 @@ def gated_xattn_forward(fn):
     def run(a_x, a_d, scale):
         layer.alpha_xattn.fill_(a_x), layer.alpha_dense.fill_(a_d), layer.scale.fill_(scale)
         want = layer(x, media, mask)
-        with _plain_attention(fn):
+        with plain_attention(fn):
             got = fn(layer, x, media, mask)
         assert isinstance(got, torch.Tensor) and got.shape == x.shape, \
             f"the layer must return a tensor shaped like x {tuple(x.shape)} (B, T, D), got " \
@@ -172,11 +202,16 @@ def gated_xattn_forward(fn):
                 if not sees[b, t] else ""))
         return got, want
 
+    def differs(got, want, what):
+        bad = ((got - want).abs() > 1e-5).any(-1)                                     # (B, T)
+        b, t = bad.nonzero()[0].tolist()
+        seeing = int((bad & sees).sum())
+        return (f"{what}: {_spread(bad, 'positions')} ({seeing} that see an image, {int(bad.sum()) - seeing} "
+                f"that see none), by up to {(got - want).abs().max().item():.3g}; the first at {at(b, t)}")
+
     got, _ = run(0.0, 0.0, 2.5)
-    if not _same(got, x):
-        b, t = _first_diff(got, x)[0][:2]
-        raise AssertionError(f"with both gates at 0 the layer must return x unchanged (tanh(0) = 0 closes both "
-                             f"branches), but {at(b, t)} changed")
+    assert _same(got, x), differs(got, x, "with both gates at 0 the layer must return x unchanged (tanh(0) = 0 "
+                                          "closes both branches), but it changed it")
 
     # The attention branch alone (alpha_dense = 0).
     got, want = run(0.7, 0.0, 2.5)
@@ -185,84 +220,37 @@ def gated_xattn_forward(fn):
         assert added < 1e-6, f"{at(b, t)}: the attention branch must add exactly 0 there (there is nothing to " \
             f"attend to), but it added up to {added:.3g}; a large negative fill instead of -inf attends uniformly " \
             "to every image"
-    attn = layer.attend(x, media, mask)
-    _known_mistake(got, {
-        "the output is x unchanged: add the gated attention branch, x + tanh(alpha_xattn) * layer.scale * "
-        "attention, then the gated dense branch": x,
-        "the attention branch is multiplied by alpha_xattn itself: gate it with tanh(layer.alpha_xattn)":
-            x + 0.7 * 2.5 * attn,
-        "the gated branches must be multiplied by layer.scale (the size of the LM's residual stream there)":
-            x + torch.tanh(torch.tensor(0.7)) * attn})
-    if not _same(got, want):
-        (b, t, _), big = _first_diff(got, want)
-        raise AssertionError(f"the attention branch (alpha_dense = 0) differs from the real layer at {at(b, t)}, by up "
-                             f"to {big:.3g}: queries q(ln_q(x)), keys and values kv(ln_kv(media)) split into "
-                             f"{layer.n_heads} heads, layer.out, times tanh(alpha_xattn) * layer.scale, added to x")
+    assert _same(got, want), differs(got, want, "the attention branch alone (alpha_dense = 0) is not the real "
+                                     "layer's") + f"\nexpected: queries q(ln_q(x)), keys and values " \
+        f"kv(ln_kv(media)) split into {layer.n_heads} heads, layer.out, times tanh(alpha_xattn) * layer.scale, " \
+        "added to x"
 
     # The dense branch alone (alpha_xattn = 0).
     got, want = run(0.0, -0.4, 2.5)
-    ff = layer.ln_ff(x)
-    _known_mistake(got, {
-        "the feed-forward squares its ReLU: ff_out(relu(ff_in(.)) ** 2)":
-            x + torch.tanh(torch.tensor(-0.4)) * 2.5 * layer.ff_out(F.relu(layer.ff_in(ff))),
-        "the dense branch is multiplied by alpha_dense itself: gate it with tanh(layer.alpha_dense)":
-            x - 0.4 * 2.5 * layer.ff_out(F.relu(layer.ff_in(ff)) ** 2),
-        "the gated branches must be multiplied by layer.scale (the size of the LM's residual stream there)":
-            x + torch.tanh(torch.tensor(-0.4)) * layer.ff_out(F.relu(layer.ff_in(ff)) ** 2),
-        "the dense branch is missing: x + tanh(alpha_dense) * layer.scale * ff_out(relu(ff_in(ln_ff(x))) ** 2)": x})
-    if not _same(got, want):
-        (b, t, _), big = _first_diff(got, want)
-        raise AssertionError(f"the dense branch (alpha_xattn = 0) differs from the real layer at {at(b, t)}, by up to "
-                             f"{big:.3g}: ff_out(relu(ff_in(ln_ff(x))) ** 2) times tanh(alpha_dense) * layer.scale, "
-                             "added to x")
+    assert _same(got, want), differs(got, want, "the dense branch alone (alpha_xattn = 0) is not the real layer's") + \
+        "\nexpected: ff_out(relu(ff_in(ln_ff(x))) ** 2) times tanh(alpha_dense) * layer.scale, added to x"
 
     # Both branches: the dense one reads x after the attention branch.
     got, want = run(0.7, -0.4, 2.5)
-    y = x + torch.tanh(torch.tensor(0.7)) * 2.5 * attn
-    _known_mistake(got, {"the feed-forward must read x after the attention branch was added (two residual steps, in "
-                         "order), not the layer's input":
-                         y + torch.tanh(torch.tensor(-0.4)) * 2.5 * layer.ff_out(F.relu(layer.ff_in(ff)) ** 2)})
-    if not _same(got, want):
-        (b, t, _), big = _first_diff(got, want)
-        raise AssertionError(f"with both gates open the output differs from the real layer at {at(b, t)}, by up to "
-                             f"{big:.3g}")
+    assert _same(got, want), differs(got, want, "with both gates open the layer is not the real one") + \
+        "\nexpected: the attention branch added to x first, then the dense branch reading that sum"
 
 
 # --- one Perceiver Resampler layer ------------------------------------------------------------------------------------
-def _resampler_mistake(layer, x, latents, kv_latents=True, heads=None, residual=True, ln_ff=True, ff=True):
-    """The layer's output with one piece done wrong, to recognise a student's result."""
-    lat = layer.ln_latents(latents)
-    kv_in = torch.cat([layer.ln_media(x), lat], dim=1) if kv_latents else layer.ln_media(x)
-    h = heads or layer.n_heads
-    q = rearrange(layer.q(lat), "b r (h d) -> b h r d", h=h)
-    k, v = rearrange(layer.kv(kv_in), "b s (two h d) -> two b h s d", two=2, h=h)
-    y = layer.out(rearrange(_plain_sdpa(q, k, v), "b h r d -> b r (h d)"))
-    latents = latents + y if residual else y
-    return latents + layer.ff(layer.ln_ff(latents) if ln_ff else latents) if ff else latents
-
-
 def resampler_attention(fn):
     torch.manual_seed(0)
     layer = ResamplerLayer(16, 2).requires_grad_(False)
     x, latents = torch.randn(3, 10, 16), torch.randn(3, 4, 16)
     got, want = fn(layer, x, latents), layer(x, latents)
     _tensor(got, want.shape, "the new latents (B, R, D): one row per latent, the queries")
-    _known_mistake(got, {
-        "keys and values come from the features AND the latents: kv(cat([ln_media(x), ln_latents(latents)], 1)) "
-        "(paper section 2.1), not from the features alone": _resampler_mistake(layer, x, latents, kv_latents=False),
-        f"the attention must be split into layer.n_heads = {layer.n_heads} heads, not one":
-            _resampler_mistake(layer, x, latents, heads=1),
-        "the attention is residual: latents + layer.out(attention), not layer.out(attention) alone":
-            _resampler_mistake(layer, x, latents, residual=False),
-        "the feed-forward reads layer.ln_ff(latents): latents + layer.ff(layer.ln_ff(latents))":
-            _resampler_mistake(layer, x, latents, ln_ff=False),
-        "the feed-forward is missing: after the attention, latents + layer.ff(layer.ln_ff(latents))":
-            _resampler_mistake(layer, x, latents, ff=False)})
     if not _same(got, want):
         (b, r, _), big = _first_diff(got, want)
-        raise AssertionError(f"latent {r} of batch row {b} differs from the real layer by up to {big:.3g}: queries "
-                             "from ln_latents(latents), keys and values from [ln_media(x); ln_latents(latents)], "
-                             "layer.out and a residual, then latents + layer.ff(layer.ln_ff(latents))")
+        bad = ((got - want).abs() > 1e-5).any(-1)                                     # (B, R)
+        raise AssertionError(f"{_spread(bad, 'latents', ' (3 batch rows x 4)')} from the real layer's, by up to "
+                             f"{big:.3g}; the first is latent {r} of batch row {b}\nexpected: queries from "
+                             "ln_latents(latents), keys and values from [ln_media(x); ln_latents(latents)], "
+                             f"{layer.n_heads} heads, layer.out and a residual, then latents + "
+                             "layer.ff(layer.ln_ff(latents))")
 
 
 # --- the contrastive loss ---------------------------------------------------------------------------------------------
@@ -279,19 +267,10 @@ def contrastive_loss(fn):
     swapped = fn(txt, img, scale)
     assert _same(swapped, got), f"the loss must be symmetric: swapping images and texts gives {swapped.item():.4f}, " \
         f"not {got.item():.4f}. Average the image->text and the text->image cross-entropy"
-    cos = F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T
-    t = torch.arange(8)
-
-    def both(logits):
-        return F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t)
-    _known_mistake(got, {
-        "logit_scale is the log of the inverse temperature: multiply the similarities by logit_scale.exp(), not by "
-        "logit_scale": both(scale * cos) / 2,
-        "the loss is the mean of the two directions, not their sum": both(scale.exp() * cos),
-        "each image's target is its own text: targets torch.arange(B), pair i with pair i":
-            both(scale.exp() * cos.flip(1)) / 2})
-    assert _same(got, want), f"the loss is {got.item():.4f}, expected {want.item():.4f}: logits = " \
-        "logit_scale.exp() * (normalised images @ normalised texts.T), targets arange(B), mean of both directions"
+    ratio = got.item() / want.item()
+    assert _same(got, want), f"the loss is {got.item():.4f}, expected {want.item():.4f} ({ratio:.2f} times it)" \
+        ": logits = logit_scale.exp() * (normalised images @ normalised texts.T), targets arange(B), the " \
+        "mean of both directions"
 
 
 # --- the few-shot prompt ----------------------------------------------------------------------------------------------
@@ -376,8 +355,8 @@ def greedy_decode(fn):
     loop = {"<image>": "red", "red": "circle", "circle": "red", ":": "red"}
     for n in (1, 4):
         got = _scripted_run(fn, "<bos> <image> :", loop, n)
-        assert len(got) == n, f"with no <EOC> in sight and max_new_tokens={n} the decoder must return {n} tokens, " \
-                              f"got {len(got)}: {_words(got)}"
+        assert len(got) == n, f"with no <EOC> in sight and max_new_tokens={n} the decoder must return exactly {n} " \
+            f"token{'s' * (n > 1)}, got {len(got)}: {_words(got)}"
     # And a real Flamingo: its answer against Flamingo.generate.
     model, g, rng = _peaky_flamingo(), torch.Generator().manual_seed(1), random.Random(0)
     for _ in range(2):
@@ -429,11 +408,10 @@ def next_token_loss(fn):
                              "False). loss_mask[t] marks target t, predicted from position t-1: use "
                              "logits[:, :-1][loss_mask[:, 1:]] against ids[:, 1:][loss_mask[:, 1:]]")
     n = int(mask[:, 1:].sum())
-    _known_mistake(got, {f"the loss is the mean over the {n} scored targets, not their sum": want * n,
-                         "the loss is the mean over the scored targets only: divide by how many are scored, not by "
-                         "every position": want * n / mask[:, 1:].numel()})
-    assert _same(got, want), f"the loss is {got.item():.4f}, expected {want.item():.4f}: cross-entropy of " \
-        "logits[:, :-1] against ids[:, 1:], averaged over the targets where loss_mask[:, 1:] is True"
+    ratio = got.item() / want.item()
+    assert _same(got, want), f"the loss is {got.item():.4f}, expected {want.item():.4f} ({ratio:.3g} times it)" \
+        f": cross-entropy of logits[:, :-1] against ids[:, 1:], averaged over the {n} targets where " \
+        "loss_mask[:, 1:] is True"
 
 
 # --- close-ended scoring ----------------------------------------------------------------------------------------------
@@ -448,29 +426,19 @@ def score_candidates(fn):
         f"return one score per candidate ({len(cands)}), got {got!r}"
     got = torch.tensor([float(s) for s in got])
     with torch.no_grad():
-        rows = [model(torch.cat([ids, torch.tensor([c])], 1), images=images)[0, :-1].float() for c in cands]
-    T = ids.shape[1]
-
-    def scores(read):   # read(logits of prompt+candidate without the last position, candidate) -> one number
-        return torch.tensor([float(read(lg, torch.tensor(c))) for lg, c in zip(rows, cands)])
-    logp = [F.log_softmax(lg, -1) for lg in rows]
-    own = lambda lp, c: lp[T - 1:].gather(-1, c[:, None])[:, 0]   # noqa: E731  log p of each candidate token
-    want = torch.tensor([float(own(lp, torch.tensor(c)).sum()) for lp, c in zip(logp, cands)])
-    with_prompt = torch.tensor([float(F.log_softmax(lg, -1).gather(
-        -1, torch.cat([ids[0, 1:], torch.tensor(c)])[:, None]).sum()) for lg, c in zip(rows, cands)])
-    _known_mistake(got, {
-        "a candidate's score is the SUM of its tokens' log-probabilities (the log of their product); the mean "
-        "favours long candidates": torch.tensor([float(own(lp, torch.tensor(c)).mean()) for lp, c in zip(logp, cands)]),
-        "the log-probabilities come from log_softmax over the vocabulary, not from the raw logits":
-            scores(lambda lg, c: lg[T - 1:].gather(-1, c[:, None]).sum()),
-        "the prompt's own tokens are scored too: score only the candidate's tokens (the prompt is the same for "
-        "every candidate)": with_prompt,
-        "only the candidate's first token is scored: sum over all of its tokens":
-            torch.tensor([float(own(lp, torch.tensor(c))[0]) for lp, c in zip(logp, cands)])}, atol=1e-3)
-    for i, (s, w) in enumerate(zip(got.tolist(), want.tolist())):
-        assert abs(s - w) < 1e-3, f"candidate {i} '{words[i]}' scores {s:.3f}, expected {w:.3f}: log p of each of " \
-            "its tokens given the prompt, the images and the candidate's earlier tokens (token i is read from the " \
-            "logits at the position before it), summed"
+        want = torch.tensor([float(F.log_softmax(model(torch.cat([ids, torch.tensor([c])], 1), images=images)[0, :-1]
+                                                 .float(), -1)[ids.shape[1] - 1:].gather(-1, torch.tensor(c)[:, None])
+                                   .sum()) for c in cands])
+    wrong = [i for i in range(len(cands)) if abs(got[i] - want[i]) >= 1e-3]
+    if wrong:
+        ranked = lambda s: [words[i] for i in s.argsort(descending=True).tolist()]   # noqa: E731
+        raise AssertionError(
+            f"{len(wrong)} of the {len(cands)} candidates score wrong" +
+            (f" (candidate{'s' * (len(wrong) > 1)} {_listed(wrong)})" if len(wrong) < len(cands) else "") +
+            f": yours {[round(float(v), 3) for v in got]}, expected {[round(float(v), 3) for v in want]}; your "
+            f"ranking {ranked(got)}, the reference's {ranked(want)}\nexpected: log p of each of the candidate's "
+            "tokens given the prompt, the images and its earlier tokens (token i is read from the logits at the "
+            "position before it), summed")
 
 
 # --- a clip's temporal embeddings -------------------------------------------------------------------------------------
@@ -482,20 +450,14 @@ def frame_input(fn):
     clips = torch.randn(B, N, Fr, S, 6)
     got, want = fn(module, clips), module(clips)
     _tensor(got, want.shape, "a clip's input (B*N, F*S, D): each clip on its own, its frames' features in a row")
-    proj = module.proj(clips)
-    _known_mistake(got, {
-        "the temporal embeddings are missing: add module.time[f] to every feature of frame f":
-            rearrange(proj, "b n f s d -> (b n) (f s) d"),
-        "time[s] was added per spatial feature: frame f's features all get time[f] (module.time[:F, None])":
-            rearrange(proj + module.time[:S], "b n f s d -> (b n) (f s) d"),
-        "the frames' features are interleaved: keep each frame's S features together, frame by frame, "
-        "'b n f s d -> (b n) (f s) d'": rearrange(proj + module.time[:Fr, None], "b n f s d -> (b n) (s f) d"),
-        f"frame f gets time[f], counted from the first frame: a {Fr}-frame clip uses time[:{Fr}], not the last "
-        f"{Fr} embeddings": rearrange(proj + module.time[-Fr:, None], "b n f s d -> (b n) (f s) d")})
     if not _same(got, want):
         (row, k, _), big = _first_diff(got, want)
-        raise AssertionError(f"clip {row % N} of row {row // N}, frame {k // S} feature {k % S}, differs by up to "
-                             f"{big:.3g}: module.proj(features) + module.time[f], flattened frame by frame")
+        bad = rearrange(((got - want).abs() > 1e-5).any(-1), "(b n) (f s) -> b n f s", n=N, s=S)
+        frames = [f for f in range(Fr) if bad[:, :, f].any()]
+        raise AssertionError(f"{_spread(bad, 'features', f' ({B} rows x {N} clips x {Fr} frames x {S} features)')}, "
+                             f"by up to {big:.3g}, in frame{'s' * (len(frames) > 1)} {_listed(frames)}; the first is "
+                             f"clip {row % N} of row {row // N}, frame {k // S} feature {k % S}\nexpected: "
+                             "module.proj(features) + module.time[f], flattened frame by frame")
     images = torch.randn(B, N, S, 6)
     try:
         got = fn(module, images)

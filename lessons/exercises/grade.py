@@ -1,4 +1,4 @@
-"""Grading exercise files, one or a whole class: `python main.py check` (--file, --class, --json, --csv).
+"""Grading exercise files, one or a whole class: `python main.py check` (--file, --class, --csv, --json).
 
 Each file is graded in its own Python process (`python -m lessons.exercises.grade FILE NAME...`), which prints a
 tagged JSON line per exercise as it finishes. Each check runs under a time limit (a timer signal, see time_limit); a
@@ -81,8 +81,13 @@ def one_file_table(record, names):
         msg = e["message"].splitlines() or [""]
         lines.append(f"{n:<22}{ {'failing': 'FAILING'}.get(e['status'], e['status']):<13}{msg[0]}")
         lines += [" " * 35 + m for m in msg[1:]]
-    lines.append(f"\n{done(record)}/{len(names)} done. Edit {record['file']}; `python main.py check NAME --hint` "
-                 "for a hint.")
+    todo = [n for n in names if record["exercises"][n]["status"] != "done"]
+    if not todo:
+        lines.append(f"\n{names[0]} is done." if len(names) == 1 else f"\nAll {len(names)} exercises are done.")
+    else:
+        state = {"failing": "FAILING"}.get(record["exercises"][todo[0]]["status"], "not started")
+        lines.append(f"\n{done(record)}/{len(names)} done. Next: {todo[0]} ({state}) in {record['file']}; "
+                     f"`python main.py check {todo[0]} --hint` gives a hint.")
     return "\n".join(lines)
 
 
@@ -97,8 +102,9 @@ def class_table(records, names):
             continue
         cells = "".join(f"{MARKS[r['exercises'][n]['status']]:>5}" for n in names)
         lines.append(f"{r['student']:<{width}}{cells}{done(r):>4}/{len(names)}")
+    many = len(records) != 1
     lines.append(f"(done, FAIL, - not started)\n{sum(finished([r], names) for r in records)}/{len(records)} "
-                 "students have every exercise done")
+                 f"student{'s' * many} {'have' if many else 'has'} every exercise done")
     problems = [f"{r['file']}: {r['error']}" for r in records if r["error"]]
     problems += [f"{r['file']} {n}: {e['message'].splitlines()[0]}" for r in records if not r["error"]
                  for n, e in r["exercises"].items() if e["status"] == "failing"]
@@ -106,13 +112,16 @@ def class_table(records, names):
 
 
 def to_csv(records, names):
-    """One row per file: its status in every exercise, how many are done, and why the file does not run if so."""
+    """One row per file: its status in every exercise, how many are done, why the file does not run if so, then the
+    message of every failing exercise (one column each)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["student", "file", *names, "done", "total", "error"])
+    w.writerow(["student", "file", *names, "done", "total", "error", *[f"{n} message" for n in names]])
     for r in records:
         states = ["error" if r["error"] else r["exercises"][n]["status"] for n in names]
-        w.writerow([r["student"], r["file"], *states, done(r), len(names), r["error"] or ""])
+        messages = [r["exercises"][n]["message"] if not r["error"] and r["exercises"][n]["status"] == "failing" else ""
+                    for n in names]
+        w.writerow([r["student"], r["file"], *states, done(r), len(names), r["error"] or "", *messages])
     return buf.getvalue()
 
 

@@ -17,13 +17,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/flamingo_min_threads.pth"
 	touch $@
 
-train: $(VENV)/.installed      ## the reference run: three stages, then the few-shot evaluation (~12 min on 2 cores)
+train: $(VENV)/.installed      ## the reference run: three stages, then the few-shot evaluation (~15 min on 2 cores)
 	$(PY) main.py train
 
 quick: $(VENV)/.installed      ## everything at toy speed (~1 min)
 	$(PY) main.py train --preset quick
 
-seeds: $(VENV)/.installed      ## the reference run for seeds 0, 1 and 2, then their means and spreads (~38 min)
+seeds: $(VENV)/.installed      ## the reference run for seeds 0, 1 and 2, then their means and spreads (~45 min)
 	for s in 0 1 2; do $(PY) main.py train --seed $$s --out runs/seed$$s || exit 1; done
 	$(PY) main.py report runs/seed0 runs/seed1 runs/seed2 --out runs
 
@@ -36,19 +36,19 @@ video: $(VENV)/.installed      ## the reference run plus clips of moving shapes 
 lesson-weights: $(VENV)/.installed  ## lessons/trained.pt, which lessons 8-10 read (34 min on 2 shared cores)
 	$(PY) -m lessons.trained
 
-large: $(VENV)/.installed      ## one GPU: wider, deeper, longer (docs/performance.md; not measured end to end)
+large: $(VENV)/.installed      ## one GPU: wider, deeper, longer (4.6 min of training on an H200: docs/performance.md)
 	$(PY) main.py train --preset large
 
 # One GPU measured, each part under its own time cap: where a step goes (bench --profile), the default run, the large
 # preset, each with its evaluation (docs/performance.md). A python3 that already holds torch and the rest (a cloud
 # image, a lab cluster) is used as it is: nothing is installed, nothing fetched.
-gpu-check:                     ## one GPU measured: bench --profile, make train, make large (~6 min on an H200)
+gpu-check:                     ## one GPU measured: bench --profile, make train, make large (~8 min on an H200)
 	@if $(PYTHON) -c "import torch, einops, tqdm, matplotlib" 2>/dev/null; then py=$(PYTHON); \
 	else $(MAKE) --no-print-directory $(VENV)/.installed && py=$(PY); fi; \
 	set -x; export PYTHONUNBUFFERED=1; rc=0; \
 	timeout 120 $$py main.py bench --profile --no-contention --device cuda --out runs/gpu-check || rc=1; \
-	timeout 120 $$py main.py train --device cuda --out runs/gpu-check/default || rc=1; \
-	timeout 330 $$py main.py train --preset large --device cuda --out runs/gpu-check/large || rc=1; \
+	timeout 150 $$py main.py train --device cuda --out runs/gpu-check/default || rc=1; \
+	timeout 420 $$py main.py train --preset large --device cuda --out runs/gpu-check/large || rc=1; \
 	exit $$rc
 
 test: $(VENV)/.installed       ## the whole test suite, as CI runs it

@@ -59,7 +59,7 @@ def cmd_train(a):
     from flamingo_min import distributed as dist
     from flamingo_min.config import make_config
     from flamingo_min.errors import ConfigError
-    from flamingo_min.train import run_stage, stages, start_run
+    from flamingo_min.train import run_stage, stage_done, stages, start_run
     cfg = make_config(a.preset, a.set)
     if a.stage and a.stage not in stages(cfg):
         raise ConfigError(f"--stage {a.stage}: this configuration has no {a.stage} stage (train.lm_mode="
@@ -75,8 +75,11 @@ def cmd_train(a):
             print(f"run folder {out}: preset {a.preset}, seed {a.seed}, device {device}" +
                   (f", {dist.world()} processes" if dist.world() > 1 else ""), file=sys.stderr)
         dist.barrier()
-        times = {stage: run_stage(out, stage, cfg, a.seed, device)["elapsed"]
-                 for stage in ([a.stage] if a.stage else stages(cfg))}
+        todo = [a.stage] if a.stage else stages(cfg)
+        for stage in todo:
+            if writes and stage_done(out, stage):
+                print(f"{stage}: finished in {out} already, reused (a new --out trains afresh)", file=sys.stderr)
+        times = {stage: run_stage(out, stage, cfg, a.seed, device)["elapsed"] for stage in todo}
     finally:
         dist.teardown()
     if not writes:
@@ -114,6 +117,9 @@ def finish_run(a, out, cfg, times, device):
                                                a.seed, progress=lambda s: print(f"  eval {s}", file=sys.stderr))
         evaluate.write_report([result], out)
         print(f"  eval      {secs:7.1f} s\n\n{evaluate.table(result)}")
+        if a.preset == "quick":
+            print("\nquick trains each stage for too few steps to learn much: scores near chance show that every stage "
+                  "and the evaluation run, not what the recipe learns (`make train` for that)")
     print(f"\nfiles in {out}: " + ", ".join(sorted(f for f in os.listdir(out) if not f.endswith(".tmp"))))
 
 
@@ -295,8 +301,8 @@ def parser():
                            f"  {part + '.' + f.name:<28} {shown(f.default):<18} {describe(f)}"
                            for part, f in settable()))
     t.add_argument("--preset", default="default", choices=list(PRESETS),
-                   help="quick: ~1 min on 2 CPU cores; default: ~8 min, the reference run; video: the default plus "
-                   "clips (moving, growing, turning shapes) and the video tasks, ~10 min; large: one GPU")
+                   help="quick: ~1 min on 2 CPU cores; default: ~15 min, the reference run; video: the default plus "
+                   "clips (moving, growing, turning shapes) and the video tasks; large: one GPU (~6 min on an H200)")
     t.add_argument("--out", help="run folder (default runs/PRESET)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set train.flamingo_steps=300 --set data.ways=4 (repeatable)")

@@ -79,8 +79,8 @@ def bridge_batch(datasets, step, device):
         samples = [(d, s) for d, stream, drafts in mine for s in stream.render(drafts, device)]
     with record_function("data/collate"):
         rows = pack([len(s.tokens) for _, s in samples])
-        ids = pad_rows([torch.cat([samples[i][1].tokens for i in row]) for row in rows], TOKENIZER.pad_id)
-        share = torch.zeros(len(datasets), *ids.shape)
+        ids = pad_rows([torch.cat([samples[i][1].tokens for i in row]) for row in rows], TOKENIZER.pad_id)  # (B, T)
+        share = torch.zeros(len(datasets), *ids.shape)                                                   # (D, B, T)
         n_slots = max(sum(len(samples[i][1].images) for i in row) for row in rows)
         groups = {}                                       # picture shape -> (pictures, slots)
         for b, row in enumerate(rows):
@@ -94,8 +94,8 @@ def bridge_batch(datasets, step, device):
                     k += 1
                 t += len(s.tokens)
         shapes = sorted(groups, key=len)                  # stills before clips: the same order on every step
-        pictures = tuple(torch.stack(groups[sh][0]) for sh in shapes)
-        slots = tuple(torch.tensor(groups[sh][1]) for sh in shapes)
+        pictures = tuple(torch.stack(groups[sh][0]) for sh in shapes)              # each (n, [F,] 3, H, W)
+        slots = tuple(torch.tensor(groups[sh][1]) for sh in shapes)                # each (n,)
     weights = torch.tensor([weight for _, _, weight in datasets.values()])
     return to_device(Bridge(ids, share, pictures, slots, n_slots, weights, tuple(datasets)), device)
 

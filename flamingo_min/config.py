@@ -5,6 +5,7 @@ declares its allowed values beside its default (toy_data/settings.py); a Config 
 so a bad setting stops with one message that names it, before any work starts.
 """
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 
 from toy_data import TOKENIZER, DataConfig
@@ -180,7 +181,7 @@ PRESETS = {
     # Tests and classroom demos: every stage and the evaluation in about 1 minute on 2 CPU cores (52 s measured).
     "quick": {"train.lm_steps": 150, "train.vision_steps": 80, "train.flamingo_steps": 150,
               "train.eval_episodes": 24, "train.ckpt_every": 50, "train.vision_batch": 64},
-    # The reference run: about 12 minutes on 2 CPU cores (11.5 measured; docs/results.md).
+    # The reference run: about 15 minutes on 2 CPU cores (docs/results.md).
     "default": {},
     # Stills and clips (toy_data/clips.py): the default recipe plus a video stream in the bridge's mixture, clip
     # captions in the LM's text, and the video tasks in the evaluation.
@@ -236,9 +237,10 @@ def make_config(preset="default", overrides=()):
     for key, value in pairs:
         if key not in fields_:
             fixed = key.startswith("model.") and key[6:] in {f.name for f in dataclasses.fields(ModelConfig)}
+            near = difflib.get_close_matches(key, fields_, n=1)
             raise ConfigError(f"--set {key}: " + ("set by the vocabulary (toy_data/vocab.py), not by hand" if fixed
-                              else "no such setting; use model.*, data.* or train.* with a field of that dataclass "
-                              "(see flamingo_min/config.py and toy_data/documents.py)"))
+                              else (f"no such setting; did you mean {near[0]}? " if near else "no such setting; ") +
+                              "`python main.py train --help` lists every setting"))
         part, f = fields_[key]
         try:
             parts[part][f.name] = _parse(value, f) if isinstance(value, str) else value

@@ -409,8 +409,10 @@ def concept_episodes(shots=4, ways=3, episodes=200, seed=0, labels=EVAL_NONCE, l
         kinds = (COLOURS, SHAPES)[1 - bound]
         other = kinds.index(q.split()[1 - bound])                            # the query's other attribute, an index
 
-        def example(words, label):
-            facts = {"size": rng.choice(SIZES), "position": rng.choice(POSITIONS), "count": COUNTS[0]}
+        def example(words, label):   # facts true of the example: its own colour and shape, a size and a position
+            colour, shape = words.split()
+            facts = {"colour": colour, "shape": shape, "size": rng.choice(SIZES), "position": rng.choice(POSITIONS),
+                     "count": COUNTS[0]}
             return form.text(rng, words, label, facts, ATTRIBUTES[bound])
 
         def near(p):  # the other attribute's values a support may take

@@ -21,7 +21,9 @@ settings.register_profile("ci", derandomize=True, max_examples=30, deadline=None
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("dev", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# pytest-xdist runs the files in several worker processes (pytest.ini): the cores are shared out between them.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, torch.get_num_threads()) // WORKERS))
 
 
 # A model small enough for property tests: every part present, every shape exercised.

@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 train: $(VENV)/.installed      ## the reference run: three stages, then the few-shot evaluation (~15 min on 2 cores)
 	$(PY) main.py train
 
-quick: $(VENV)/.installed      ## everything at toy speed (~1 min)
+quick: $(VENV)/.installed      ## everything at toy speed (~2 min)
 	$(PY) main.py train --preset quick
 
 seeds: $(VENV)/.installed      ## the reference run for seeds 0, 1 and 2, then their means and spreads (~45 min)

@@ -301,7 +301,7 @@ def parser():
                            f"  {part + '.' + f.name:<28} {shown(f.default):<18} {describe(f)}"
                            for part, f in settable()))
     t.add_argument("--preset", default="default", choices=list(PRESETS),
-                   help="quick: ~1 min on 2 CPU cores; default: ~15 min, the reference run; video: the default plus "
+                   help="quick: ~2 min on 2 CPU cores; default: ~15 min, the reference run; video: the default plus "
                    "clips (moving, growing, turning shapes) and the video tasks; large: one GPU (~6 min on an H200)")
     t.add_argument("--out", help="run folder (default runs/PRESET)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

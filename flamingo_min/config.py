@@ -178,7 +178,7 @@ def fitting_shots(context):
 
 
 PRESETS = {
-    # Tests and classroom demos: every stage and the evaluation in about 1 minute on 2 CPU cores (52 s measured).
+    # Tests and classroom demos: every stage and the evaluation in about 2 minutes on 2 CPU cores.
     "quick": {"train.lm_steps": 150, "train.vision_steps": 80, "train.flamingo_steps": 150,
               "train.eval_episodes": 24, "train.ckpt_every": 50, "train.vision_batch": 64},
     # The reference run: about 15 minutes on 2 CPU cores (docs/results.md).

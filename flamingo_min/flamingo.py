@@ -133,7 +133,7 @@ class Flamingo(nn.Module):
                 B, 0, 1, self.cfg.d_model)                                           # no images: (B, 0, 1, D)
         N, R = media.shape[1], media.shape[2]
         full = ids if history is None else torch.cat([history, ids], dim=1)          # (B, P+T)
-        if not self.training:
+        if not self.training and history is None:   # a cache's continuation was checked when its prompt entered
             self.check(full, N)
         starts = document_starts(full, self.cfg.bos_id, self.cfg.pad_id)              # (B, P+T)
         mask = cross_attention_mask(full, self.cfg.image_id, N, R, self.cfg.only_immediate, starts)[:, -T:]

@@ -59,7 +59,8 @@ def cmd_train(a):
     from flamingo_min import distributed as dist
     from flamingo_min.config import make_config
     from flamingo_min.errors import ConfigError
-    from flamingo_min.train import run_stage, stage_done, stages, start_run
+    from flamingo_min.runs import stage_done, stages, start_run
+    from flamingo_min.train import run_stage
     cfg = make_config(a.preset, a.set)
     if a.stage and a.stage not in stages(cfg):
         raise ConfigError(f"--stage {a.stage}: this configuration has no {a.stage} stage (train.lm_mode="
@@ -89,9 +90,9 @@ def cmd_train(a):
 
 def finish_run(a, out, cfg, times, device):
     """The summary, plots and evaluation of a trained run (one process: under torchrun, rank 0 after the others)."""
-    from flamingo_min import evaluate, plots
-    from flamingo_min.files import atomic_write
-    from flamingo_min.train import load_lm, load_run, read_metrics
+    from flamingo_min.checkpoints import atomic_write
+    from flamingo_min.lab import plots, probes, report
+    from flamingo_min.runs import load_lm, load_run, read_metrics
     losses = {}
     for stage in times:
         last = [m for m in read_metrics(out) if m["stage"] == stage]
@@ -106,17 +107,17 @@ def finish_run(a, out, cfg, times, device):
     if "lm" in times:
         lm = load_lm(out, cfg)
         print("  the LM's text-only binding (3-way, evaluation nonce words), by pairs in context: " + ", ".join(
-            f"{p}: {evaluate.lm_binding_accuracy(lm, pairs=p):.0%}" for p in (1, 8, 32)) + "; concept binding "
+            f"{p}: {probes.lm_binding_accuracy(lm, pairs=p):.0%}" for p in (1, 8, 32)) + "; concept binding "
             "(`red circle tiv .`), by shots: " + ", ".join(
-            f"{k}: {evaluate.lm_concept_accuracy(lm, shots=k):.0%}" for k in (2, 4, 16)) + "; with lures (each "
+            f"{k}: {probes.lm_concept_accuracy(lm, shots=k):.0%}" for k in (2, 4, 16)) + "; with lures (each "
             "other label's example shares the query's other word), by shots: " + ", ".join(
-            f"{k}: {evaluate.lm_concept_accuracy(lm, shots=k, lures=True):.0%}" for k in (4, 16)))
+            f"{k}: {probes.lm_concept_accuracy(lm, shots=k, lures=True):.0%}" for k in (4, 16)))
     if a.stage in (None, "flamingo") and not a.no_eval:
         model, cfg = load_run(out, device)
-        result, secs = evaluate.timed_evaluate(model, cfg.data, cfg.train.eval_shots, cfg.train.eval_episodes,
+        result, secs = report.timed_evaluate(model, cfg.data, cfg.train.eval_shots, cfg.train.eval_episodes,
                                                a.seed, progress=lambda s: print(f"  eval {s}", file=sys.stderr))
-        evaluate.write_report([result], out)
-        print(f"  eval      {secs:7.1f} s\n\n{evaluate.table(result)}")
+        report.write_report([result], out)
+        print(f"  eval      {secs:7.1f} s\n\n{report.table(result)}")
         if a.preset == "quick":
             print("\nquick trains each stage for too few steps to learn much: scores near chance show that every stage "
                   "and the evaluation run, not what the recipe learns (`make train` for that)")
@@ -124,34 +125,34 @@ def finish_run(a, out, cfg, times, device):
 
 
 def cmd_eval(a):
-    from flamingo_min import evaluate
-    from flamingo_min.train import load_run
+    from flamingo_min.lab import report
+    from flamingo_min.runs import load_run
     model, cfg = load_run(a.run, pick_device(a.device))
     say = None if a.json else (lambda s: print(f"  eval {s}", file=sys.stderr))
     tasks = listed(a.tasks) if a.tasks else None
-    result, secs = evaluate.timed_evaluate(model, cfg.data, listed(a.shots), a.episodes, a.seed, tasks,
+    result, secs = report.timed_evaluate(model, cfg.data, listed(a.shots), a.episodes, a.seed, tasks,
                                            a.beams, a.selection, progress=say)
-    written = evaluate.write_report([result], a.run)
+    written = report.write_report([result], a.run)
     print(json.dumps(result, indent=1) if a.json else
-          evaluate.table(result) + f"\n{secs:.1f} s; written {' and '.join(written)}")
+          report.table(result) + f"\n{secs:.1f} s; written {' and '.join(written)}")
 
 
 def cmd_report(a):
-    from flamingo_min import evaluate
-    results = [evaluate.read_result(run) for run in a.runs]
+    from flamingo_min.lab import report
+    results = [report.read_result(run) for run in a.runs]
     out = a.out or os.path.commonpath([os.path.abspath(r) for r in a.runs])
-    written = evaluate.write_report(results, out)
-    print(evaluate.table(results) + f"\nwritten {' and '.join(written)}")
+    written = report.write_report(results, out)
+    print(report.table(results) + f"\nwritten {' and '.join(written)}")
 
 
 def cmd_sample(a):
-    from flamingo_min import evaluate, plots
-    from flamingo_min.files import atomic_write, check_writable
-    from flamingo_min.train import load_run
+    from flamingo_min.checkpoints import atomic_write, check_writable
+    from flamingo_min.lab import plots, report
+    from flamingo_min.runs import load_run
     model, cfg = load_run(a.run, pick_device(a.device))
     path = a.out or os.path.join(a.run, f"samples_{a.task}.png")
     check_writable(path)
-    rows = evaluate.sample(model, cfg.data, a.task, str(a.shots), a.n, a.seed)
+    rows = report.sample(model, cfg.data, a.task, str(a.shots), a.n, a.seed)
     atomic_write(path, plots.episodes(rows))
     for _, texts, _, answer, truth in rows:
         print(f"{' | '.join(t.replace(chr(10), ' ') for t in texts)} | query -> {answer!r} "
@@ -163,8 +164,8 @@ def cmd_data(a):
     import random
 
     import torch
-    from flamingo_min import plots
-    from flamingo_min.files import atomic_write, check_writable
+    from flamingo_min.lab import plots
+    from flamingo_min.checkpoints import atomic_write, check_writable
     from toy_data import TOKENIZER, DataConfig, DocumentStream, render
     from toy_data.documents import caption, draw_scene
     check_writable(a.out)
@@ -188,7 +189,7 @@ def cmd_data(a):
 
 
 def cmd_ablate(a):
-    from flamingo_min import ablate
+    from flamingo_min.lab import ablate
     rows, text = ablate.run(a.out, a.preset, a.set, listed(a.only), a.seeds, pick_device(a.device),
                             say=lambda s: print(f"  {s}", file=sys.stderr))
     print(text + f"\nwritten {a.out}/ablations.json, ablations.md and ablations.png")
@@ -196,7 +197,7 @@ def cmd_ablate(a):
 
 def cmd_check(a):
     from flamingo_min.errors import FlamingoError
-    from flamingo_min.files import atomic_write, check_writable
+    from flamingo_min.checkpoints import atomic_write, check_writable
     from lessons.exercises import EXERCISES, STUDENT, grade
     from lessons.exercises.hints import hint
     if a.hint is not None and (not a.exercise or a.class_dir is not None or len(a.file) > 1 or a.csv or a.json):
@@ -251,8 +252,8 @@ def cmd_check(a):
 
 
 def cmd_bench(a):
-    from flamingo_min import bench
-    from flamingo_min.files import atomic_write, check_writable
+    from flamingo_min.lab import bench
+    from flamingo_min.checkpoints import atomic_write, check_writable
     check_writable(os.path.join(a.out, "bench.json"))
     say = (lambda s: None) if a.json else (lambda s: print(f"  {s}", file=sys.stderr))
     result = bench.run(pick_device(a.device), repeats=a.repeats, quick=a.quick, progress=say, compile=not a.no_compile,
@@ -270,7 +271,7 @@ def cmd_bench(a):
 def parser():
     from flamingo_min.config import PRESETS, TrainConfig, settable
     from flamingo_min.evaluate import SELECTIONS
-    from flamingo_min.train import STAGES
+    from flamingo_min.runs import STAGES
     from lessons.exercises import EXERCISES, LIMIT_S
     from toy_data.settings import describe
     from toy_data.tasks import ALL_TASKS, RICH_TASKS, SHOTS, TASKS, VIDEO_TASKS
@@ -340,7 +341,7 @@ def parser():
     s.add_argument("--out", help="PNG path (default RUN/samples_TASK.png)")
     s.set_defaults(fn=cmd_sample)
 
-    from flamingo_min.ablate import PRESETS as ABLATE, VARIANTS
+    from flamingo_min.lab.ablate import PRESETS as ABLATE, VARIANTS
     ab = sub.add_parser("ablate", parents=[device], help="the paper's Table 3: one bridge per design choice removed",
                         description="Pretrains the LM and the vision encoder once (OUT/pretrained), then trains the "
                         "flamingo stage once per variant and seed on those frozen parts (OUT/VARIANT/seedS, each a run "

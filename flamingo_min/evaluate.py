@@ -26,28 +26,18 @@ would score on the same episodes.
 
 Shapes: E episodes, P pool size, k shots, R latents, D width, Dv vision width.
 """
-import json
-import os
-import random
-import time
 import zlib
 
 import torch
 import torch.nn.functional as F
 
-from toy_data import EVAL_NONCE, TOKENIZER
+from toy_data import TOKENIZER
 from toy_data.clips import render_media
-from toy_data.documents import ATTRIBUTES, VALUES, concept_words
-from toy_data.shapes import COLOURS, COUNTS, POSITIONS, SHAPES, SIZES
-from toy_data.formats import BY_NAME
 from toy_data.tasks import (ALL_TASKS, NO_CONTEXT, RICH_TASKS, SHOTS, TASKS, VIDEO_TASKS, baseline_answers,
                             binding, build_prompt, check_shots, ideal_binding, make_episode, score, shot_count)
 
-from . import plots
 from .config import fitting_shots
 from .errors import EvalError
-from .files import atomic_write, check_writable
-from .masking import document_starts
 
 MODES = ("open", "closed")
 SELECTIONS = ("random", "rices")
@@ -233,17 +223,17 @@ def evaluate(model, data_cfg, shots=SHOTS, episodes=200, seed=0, tasks=None, bea
                         for name, v in baseline_scores(task, mode, ans, truth).items():
                             base_scores[mode][name][shot].append(v)
             if progress:
-                progress(f"{task} {shot_label(shot)}: open {_mean(model_scores['open'][shot]):.2f} "
-                         f"closed {_mean(model_scores['closed'][shot]):.2f}")
-        chance = _mean([ep.chance for ep in eps])
+                progress(f"{task} {shot_label(shot)}: open {mean(model_scores['open'][shot]):.2f} "
+                         f"closed {mean(model_scores['closed'][shot]):.2f}")
+        chance = mean([ep.chance for ep in eps])
         for mode in MODES:
             results[f"{task}/{mode}"] = {
                 "chance": chance,
-                "baselines": {n: {s: _mean(v) for s, v in per.items()} for n, per in base_scores[mode].items()},
-                "shots": {s: _mean(v) for s, v in model_scores[mode].items()}}
+                "baselines": {n: {s: mean(v) for s, v in per.items()} for n, per in base_scores[mode].items()},
+                "shots": {s: mean(v) for s, v in model_scores[mode].items()}}
             if binding(task):   # the ceiling that perfect perception and reasoning would reach on these episodes
                 results[f"{task}/{mode}"]["ideal"] = {
-                    s: _mean([ideal_binding(ep, s, data_cfg.bind_attributes) for ep in eps]) for s in shots}
+                    s: mean([ideal_binding(ep, s, data_cfg.bind_attributes) for ep in eps]) for s in shots}
     return {"tasks": results, "held_out": held_out(tasks, data_cfg), "episodes": episodes, "seed": seed}
 
 
@@ -251,183 +241,5 @@ def shot_label(shot):
     return shot if shot == NO_CONTEXT else f"{shot}-shot"
 
 
-def _mean(xs):
+def mean(xs):
     return sum(xs) / max(1, len(xs))
-
-
-def timed_evaluate(*args, **kwargs):
-    """evaluate(...) and the seconds it took."""
-    t0 = time.perf_counter()
-    return evaluate(*args, **kwargs), time.perf_counter() - t0
-
-
-@torch.no_grad()
-def sample(model, data_cfg, task, shot, n, seed):
-    """The model's open-ended answers (beam 3) on n evaluation episodes: rows of (support images, support texts,
-    query image, answer, truth), for a picture."""
-    check_request(model, data_cfg, (task,), (shot,), n, 1, "random", 1)
-    eps = episodes_for(task, n, data_cfg, seed, max(32, shot_count(shot)))
-    media, pooled = episode_media(model, eps, data_cfg)
-    opened, _, _ = answer(model, eps, list(range(n)), shot, media, pooled, "random", beams=3)
-    rows = []
-    for ep, said in zip(eps, opened):
-        images, idx = episode_images(ep, data_cfg), ep.support_indices(shot_count(shot))
-        texts = [ep.pool[i].chunk().replace("<image> ", "").replace(" <EOC>", "").replace(" at ", "\n") for i in idx]
-        rows.append((images[idx], texts, images[-1], said, ep.query.answer))
-    return rows
-
-
-# --- several seeds, and the table ------------------------------------------------------------------------------------
-def summarise(results):
-    """Several eval.json results (one per training seed) -> per cell mean, min and max, in eval.json's layout with
-    each number replaced by {"mean", "min", "max", "spread"}."""
-    def stats(values):
-        return {"mean": _mean(values), "min": min(values), "max": max(values), "spread": max(values) - min(values)}
-
-    first = results[0]["tasks"]
-    for r in results[1:]:
-        if r["tasks"].keys() != first.keys() or any(r["tasks"][n]["shots"].keys() != first[n]["shots"].keys()
-                                                   for n in first):
-            raise EvalError("these runs were evaluated on different tasks or shot counts; evaluate them alike "
-                            "(python main.py eval --run RUN with the same --tasks and --shots)")
-    out = {}
-    for name, cell in first.items():
-        col = lambda get: stats([get(r["tasks"][name]) for r in results])
-        out[name] = {"chance": cell["chance"],
-                     "baselines": {b: {s: col(lambda c: c["baselines"][b][s]) for s in per}
-                                   for b, per in cell["baselines"].items()},
-                     "shots": {s: col(lambda c: c["shots"][s]) for s in cell["shots"]}}
-        if "ideal" in cell:
-            out[name]["ideal"] = {s: col(lambda c: c["ideal"][s]) for s in cell["ideal"]}
-    return {"tasks": out, "held_out": results[0].get("held_out", []), "episodes": results[0]["episodes"],
-            "seeds": [r["seed"] for r in results]}
-
-
-def table(results):
-    """One eval.json result, or a list of them (several seeds), as a text table: a row per task/mode with a column per
-    shot key, and under it the best context-only baseline at each shot (and for binding, the ideal observer)."""
-    results = results if isinstance(results, list) else [results]
-    s = summarise(results)
-    many = len(results) > 1
-    shots = list(next(iter(s["tasks"].values()))["shots"])
-    w = 12 if many else 8
-    names = {n: n.replace("/", "*/") if n.split("/")[0] in s["held_out"] else n for n in s["tasks"]}
-    left = max(16, *(len(v) + 1 for v in names.values()))
-    head = f"{'task/mode':<{left}}{'chance':>7}" + "".join(f"{shot_label(k):>{w}}" for k in shots)
-    lines = [head, "-" * len(head)]
-    cell = (lambda c: f"{c['mean']:.2f} ({c['spread']:.2f})") if many else (lambda c: f"{c['mean']:.2f}")
-
-    def under(label, values):
-        return f"{label:<{left + 7}}" + "".join(f"{v:>{w}.2f}" for v in values)
-
-    for name, r in s["tasks"].items():
-        cells = "".join(f"{cell(r['shots'][k]):>{w}}" for k in shots)
-        lines.append(f"{names[name]:<{left}}{r['chance']:>7.2f}{cells}")
-        best = [max(r["baselines"][b][k]["mean"] for b in r["baselines"]) for k in shots]
-        lines.append(under("  best baseline", best))
-        if "ideal" in r and name.endswith("/closed"):
-            lines.append(under("  ideal observer", [r["ideal"][k]["mean"] for k in shots]))
-    seeds = ", ".join(map(str, s["seeds"]))
-    lines.append(f"({s['episodes']} episodes per cell; " + (f"mean (max - min) over seeds {seeds}" if many else
-                 f"seed {seeds}") + "; best baseline: the best of majority, last and uniform, which read only the "
-                 "answers in the prompt; ideal observer: perfect perception and reasoning, binding's ceiling; "
-                 "caption/open is token F1, everything else accuracy" +
-                 ("; *: a binding format no training document used" if s["held_out"] else "") + ")")
-    return "\n".join(lines)
-
-
-def write_report(results, folder):
-    """One eval.json result (-> eval.json) or several seeds' (-> report.json, their summary), and fewshot.png. Both
-    are rendered first, then written whole: a failure leaves the folder as it was."""
-    name = "eval.json" if len(results) == 1 else "report.json"
-    check_writable(os.path.join(folder, name))
-    summary = summarise(results)
-    data = json.dumps(results[0] if len(results) == 1 else summary, indent=1).encode()
-    picture = plots.fewshot(summary)
-    atomic_write(os.path.join(folder, name), data)
-    atomic_write(os.path.join(folder, "fewshot.png"), picture)
-    return [os.path.join(folder, name), os.path.join(folder, "fewshot.png")]
-
-
-def read_result(run):
-    """A run's eval.json, checked enough to be summarised; an EvalError that says how to make it otherwise."""
-    path = os.path.join(run, "eval.json")
-    if not os.path.isfile(path):
-        raise EvalError(f"{path} does not exist: evaluate the run first (python main.py eval --run {run})")
-    try:
-        with open(path) as f:
-            result = json.load(f)
-    except (OSError, ValueError):
-        result = None
-    if not isinstance(result, dict) or not {"tasks", "episodes", "seed"} <= set(result) or not result["tasks"]:
-        raise EvalError(f"{path} is not an evaluation result: rerun python main.py eval --run {run}")
-    return result
-
-
-# --- the LM alone -----------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def lm_binding_accuracy(lm, pairs=8, ways=3, episodes=200, seed=0, labels=EVAL_NONCE):
-    """Text-only binding, the skill stage `lm` must reach before it sees an image: `red tiv . blue vop . red` ->
-    `tiv`, with the evaluation nonce words. Accuracy of the argmax over the whole vocabulary (open-ended)."""
-    rng = random.Random(seed)
-    rows, truths = [], []
-    for _ in range(episodes):
-        keys = rng.sample(VALUES[rng.choice(ATTRIBUTES[:2])], ways)
-        names = rng.sample(labels, ways)
-        picks = [rng.randrange(ways) for _ in range(pairs)]
-        query = rng.choice(picks)
-        text = " ".join(["<bos>"] + [f"{keys[p]} {names[p]} ." for p in picks] + [keys[query]])
-        rows.append(TOKENIZER.encode(text))
-        truths.append(TOKENIZER.ids[names[query]])
-    return _lm_accuracy(lm, rows, truths)
-
-
-@torch.no_grad()
-def lm_concept_accuracy(lm, shots=4, ways=3, episodes=200, seed=0, labels=EVAL_NONCE, lures=False, fmt="plain"):
-    """Text-only concept binding on the training combinations: `red circle tiv . blue square vop . red ring` ->
-    `tiv` (a label names one attribute's value, colour or shape; the other word varies). Argmax accuracy; the
-    episodes are concept_episodes(...)'s."""
-    texts, answers, _ = concept_episodes(shots, ways, episodes, seed, labels, lures, fmt)
-    return _lm_accuracy(lm, [TOKENIZER.encode(t) for t in texts], [TOKENIZER.ids[a] for a in answers])
-
-
-def concept_episodes(shots=4, ways=3, episodes=200, seed=0, labels=EVAL_NONCE, lures=False, fmt="plain"):
-    """The text-only concept-binding episodes: (prompts, answers, bound attribute of each: 0 colour, 1 shape).
-
-    lures: every support of another label shares the query's other word (`blue ring vop .` before `red ring`) where
-    a training combination allows, and no support of the query's label does, so that only the bound word leads to
-    the answer. fmt: the supports in that binding format (toy_data/formats.py), e.g. `red circle tiv . where ? top .`;
-    the query stops where its label would start."""
-    rng, form = random.Random(seed), BY_NAME[fmt]
-    texts, answers, bounds = [], [], []
-    for _ in range(episodes):
-        bound = rng.randrange(2)
-        values, names = rng.sample(range(len((COLOURS, SHAPES)[bound])), ways), rng.sample(labels, ways)
-        picks = [rng.randrange(ways) for _ in range(shots)]
-        query = rng.choice(picks)
-        q = concept_words(rng, bound, values[query])
-        kinds = (COLOURS, SHAPES)[1 - bound]
-        other = kinds.index(q.split()[1 - bound])                            # the query's other attribute, an index
-
-        def example(words, label):   # facts true of the example: its own colour and shape, a size and a position
-            colour, shape = words.split()
-            facts = {"colour": colour, "shape": shape, "size": rng.choice(SIZES), "position": rng.choice(POSITIONS),
-                     "count": COUNTS[0]}
-            return form.text(rng, words, label, facts, ATTRIBUTES[bound])
-
-        def near(p):  # the other attribute's values a support may take
-            return None if not lures else [other] if p != query else [i for i in range(len(kinds)) if i != other]
-
-        support = " ".join(example(concept_words(rng, bound, values[p], near(p)), names[p]) for p in picks)
-        ask = example(q, "{label}").split("{label}")[0]
-        texts.append(f"<bos> {support} {ask}".strip())
-        answers.append(names[query])
-        bounds.append(bound)
-    return texts, answers, bounds
-
-
-def _lm_accuracy(lm, rows, truths):
-    device = next(lm.parameters()).device
-    ids = left_pad(rows).to(device)
-    guess = lm(ids, document_starts(ids, TOKENIZER.bos_id, TOKENIZER.pad_id))[:, -1].argmax(-1)
-    return (guess == torch.tensor(truths, device=device)).float().mean().item()

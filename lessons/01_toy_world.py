@@ -15,7 +15,7 @@ import random
 import torch
 
 import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
-from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed
 from lessons import wrap_up
 from toy_data import COLOURS, HELD_OUT, SHAPES, TOKENIZER, DataConfig, DocumentStream, render
 from toy_data.documents import caption, draw_scene

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min.encoder import ContrastiveModel
-from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed
 from flamingo_min.train import caption_ids
 from lessons import claim, wrap_up
 from lessons.exercises import use

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
-from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed
 from flamingo_min.resampler import PerceiverResampler
 from lessons import wrap_up
 from lessons.exercises import solutions, use

@@ -19,7 +19,7 @@ import torch
 import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min import Flamingo, cross_attention_mask
 from flamingo_min.config import ModelConfig
-from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed
 from flamingo_min.xattn import GatedCrossAttention
 from lessons import claim, wrap_up
 from lessons.exercises import use

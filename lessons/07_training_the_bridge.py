@@ -15,9 +15,11 @@ import shutil
 import torch
 
 import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
-from flamingo_min import plots, train
+from flamingo_min import train
+from flamingo_min.lab import plots
 from flamingo_min.config import make_config
 from flamingo_min.errors import CheckpointError
+from flamingo_min import checkpoints, runs
 from lessons import claim, trained, wrap_up
 from lessons.exercises import use
 from toy_data import TOKENIZER, DocumentStream
@@ -49,26 +51,26 @@ print(f"steps: lm {t.lm_steps}, vision {t.vision_steps}, flamingo {t.flamingo_st
 
 # %%
 try:
-    train.start_run(RUN, cfg)   # checks the checkpoints already there against cfg, then records cfg
+    runs.start_run(RUN, cfg)   # checks the checkpoints already there against cfg, then records cfg
 except CheckpointError:         # made with another configuration (or another version of this code): start afresh
     shutil.rmtree(RUN)
-    train.start_run(RUN, cfg)
-for stage in train.STAGES:
-    kept = train.stage_done(RUN, stage)
+    runs.start_run(RUN, cfg)
+for stage in runs.STAGES:
+    kept = runs.stage_done(RUN, stage)
     ckpt = train.run_stage(RUN, stage, cfg, seed=0, progress=False)
     print(f"{stage:<9} {ckpt['step']} steps in {ckpt['elapsed']:5.1f} s" +
           (f" (by an earlier run of this lesson: kept in {RUN})" if kept else ""))
-metrics = train.read_metrics(RUN)
+metrics = runs.read_metrics(RUN)
 
 # %% [markdown]
 # ## What stayed frozen
 # After the bridge trained, the LM's weights are bit-identical to what stage `lm` produced.
 
 # %%
-lm = train.load_checkpoint(train.ckpt_path(RUN, "lm"))["model"]
-fl = train.load_checkpoint(train.ckpt_path(RUN, "flamingo"))["model"]
+lm = checkpoints.load_checkpoint(runs.ckpt_path(RUN, "lm"))["model"]
+fl = checkpoints.load_checkpoint(runs.ckpt_path(RUN, "flamingo"))["model"]
 print("LM untouched:", all(torch.equal(fl["lm." + k], v) for k, v in lm.items()))
-model, _ = train.load_run(RUN)
+model, _ = runs.load_run(RUN)
 n_train = sum(p.numel() for _, p in model.trainable_parameters())
 print(f"trainable: {n_train:,} of {sum(p.numel() for p in model.parameters()):,} parameters")
 
@@ -81,7 +83,7 @@ print(f"trainable: {n_train:,} of {sum(p.numel() for p in model.parameters()):,}
 # the miniature's: its stream is larger still.
 
 # %%
-full, _ = train.load_run(trained.run("video"))   # the 1200-step run kept in the repository (lessons/trained.py)
+full, _ = runs.load_run(trained.run("video"))   # the 1200-step run kept in the repository (lessons/trained.py)
 for name, m in (("this miniature run", model), ("the video preset's run", full)):
     print(f"{name:<22} each gated layer's scale (RMS of the residual stream before its block):",
           [round(layer.scale.item(), 2) for layer in m.xattn])

@@ -20,7 +20,7 @@ import torch
 import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min import evaluate
 from flamingo_min.evaluate import until
-from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed
 from lessons import claim, trained, wrap_up
 from lessons.exercises import use
 from toy_data import TOKENIZER, make_episode, render

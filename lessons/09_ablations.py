@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 
 import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
-from flamingo_min import evaluate, train
+from flamingo_min import evaluate
 from flamingo_min.config import from_dict
 from flamingo_min.masking import cross_attention_mask
-from flamingo_min.plots import plt  # matplotlib, drawing to files: no screen needed
+from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed
+from flamingo_min import runs
+from flamingo_min.lab import probes
 from lessons import claim, trained, wrap_up
 from toy_data import TOKENIZER, TextCorpus
 from toy_data.documents import collate
@@ -41,7 +43,7 @@ if os.path.exists(os.path.join(FULL, "ablations.json")) and not os.environ.get(t
     for name, r in rows.items():
         o = r["overall"]
         print(f"  {name:<15} overall {o['mean']:.3f} (seeds {o['min']:.3f}-{o['max']:.3f})  {r['direction']}")
-if rows and all(os.path.exists(train.ckpt_path(f, "flamingo")) for f in OWN.values()):
+if rows and all(os.path.exists(runs.ckpt_path(f, "flamingo")) for f in OWN.values()):
     BRIDGES = OWN
 else:
     BRIDGES = {"baseline": trained.run("video"), "all-images": trained.run("all-images")}
@@ -63,7 +65,7 @@ print("bridges:", {name: os.path.relpath(f, ROOT) for name, f in BRIDGES.items()
 
 # %%
 class TextOnly(torch.nn.Module):
-    """A Flamingo model seen as a text-only LM (no images), for evaluate.lm_binding_accuracy."""
+    """A Flamingo model seen as a text-only LM (no images), for probes.lm_binding_accuracy."""
     def __init__(self, model):
         super().__init__()
         self.model = model
@@ -79,15 +81,15 @@ kl, binding = {}, {}
 for kind in ("gated", "ungated"):
     settings["model"]["xattn_block"] = kind
     torch.manual_seed(0)
-    fresh = train.build_flamingo(BRIDGES["baseline"], from_dict(settings), torch.device("cpu")).eval()
+    fresh = runs.build_flamingo(BRIDGES["baseline"], from_dict(settings), torch.device("cpu")).eval()
     with torch.no_grad():
         lm_logp = F.log_softmax(fresh.lm(text, embed_weight=fresh.embed_weight()), -1)
         kl[kind] = F.kl_div(F.log_softmax(fresh(text), -1), lm_logp, log_target=True,
                             reduction="none").sum(-1).mean().item()
-    binding[kind] = evaluate.lm_binding_accuracy(TextOnly(fresh), pairs=8, episodes=100)
+    binding[kind] = probes.lm_binding_accuracy(TextOnly(fresh), pairs=8, episodes=100)
     print(f"{kind:>8} bridge at initialisation, text only: KL from the LM {kl[kind]:.4f} nats/token, "
           f"binding {binding[kind]:.2f}")
-binding["lm"] = evaluate.lm_binding_accuracy(fresh.lm, pairs=8, episodes=100)
+binding["lm"] = probes.lm_binding_accuracy(fresh.lm, pairs=8, episodes=100)
 print(f"     the LM alone: binding {binding['lm']:.2f}")
 claim(kl["gated"] == 0 and binding["gated"] == binding["lm"], "the gated bridge is exactly the LM at step 0",
       f"KL {kl['gated']}, binding {binding['gated']:.2f} against the LM's {binding['lm']:.2f}")
@@ -133,7 +135,7 @@ tasks, shots = ("count", "infer", "bind"), ("1", "4", "8", "16")
 n = 100   # the same in fast mode: the claims below are checked on these numbers
 scores = {}
 for name, folder in BRIDGES.items():
-    bridge, bridge_cfg = train.load_run(folder)
+    bridge, bridge_cfg = runs.load_run(folder)
     result = evaluate.evaluate(bridge, bridge_cfg.data, shots, n, seed=0, tasks=tasks, beams=1)["tasks"]
     scores[name] = {t: [result[f"{t}/closed"]["shots"][s] for s in shots] for t in tasks}
 chance = {t: result[f"{t}/closed"]["chance"] for t in tasks}

@@ -23,7 +23,7 @@ from einops import rearrange
 
 import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min.evaluate import episode_images, episodes_for
-from flamingo_min.plots import _image, plt  # matplotlib, drawing to files: no screen needed
+from flamingo_min.lab.plots import _image, plt  # matplotlib, drawing to files: no screen needed
 from toy_data import TOKENIZER
 from lessons import claim, trained, wrap_up
 from lessons.exercises import use

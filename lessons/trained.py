@@ -16,8 +16,8 @@ one machine: on the shipped `video` model lesson 10 prints the numbers docs/vide
 `python -m lessons.trained export` writes the file again from finished runs in runs/lesson-build, without training.
 
 A lesson calls `run("video")`: on first use (or when trained.pt is newer) the file is unpacked into an ordinary run
-folder, runs/lesson/video (lm.pt, vision.pt, flamingo.pt, config.json), which `train.load_run` then reads with every
-check it applies to any run: program, format and SHA-256 fingerprint (files.py), the recorded configuration against
+folder, runs/lesson/video (lm.pt, vision.pt, flamingo.pt, config.json), which `runs.load_run` then reads with every
+check it applies to any run: program, format and SHA-256 fingerprint (checkpoints.py), the recorded configuration against
 this code's, the weights against that configuration. `python main.py eval --run runs/lesson/video` works on it too.
 
 Why weights and not a small preset trained on first use: binding needs the LM's 900 steps and the encoder's 800
@@ -35,8 +35,9 @@ import torch
 from flamingo_min import train
 from flamingo_min.config import from_dict, make_config, to_dict
 from flamingo_min.errors import CheckpointError, ConfigError, FlamingoError
-from flamingo_min.files import load_checkpoint, save_checkpoint, write_text
+from flamingo_min.checkpoints import load_checkpoint, save_checkpoint, write_text
 from flamingo_min.flamingo import Flamingo
+from flamingo_min import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS = os.path.join(ROOT, "lessons", "trained.pt")
@@ -66,10 +67,10 @@ def build(folder=BUILD, progress=True):
         os.makedirs(run, exist_ok=True)
         if run != first:   # the same frozen stages as the first model: link its finished checkpoints
             for stage in ("lm", "vision"):
-                if not os.path.exists(train.ckpt_path(run, stage)):
-                    os.link(train.ckpt_path(first, stage), train.ckpt_path(run, stage))
-        train.start_run(run, cfg)
-        for stage in train.stages(cfg):
+                if not os.path.exists(runs.ckpt_path(run, stage)):
+                    os.link(runs.ckpt_path(first, stage), runs.ckpt_path(run, stage))
+        runs.start_run(run, cfg)
+        for stage in runs.stages(cfg):
             ckpt = train.run_stage(run, stage, cfg, seed=SEED, progress=progress)
             print(f"{name:<11} {stage:<9} {ckpt['step']} steps, {ckpt['elapsed']:.0f} s of training")
     export(folder)
@@ -93,7 +94,7 @@ def export(folder=BUILD, path=None):
     path = path or WEIGHTS
     models, configs, steps = {}, {}, {}
     for name in MODELS:
-        saved = train.finished(os.path.join(folder, name), "flamingo", config(name))
+        saved = runs.finished(os.path.join(folder, name), "flamingo", config(name))
         models[name], configs[name], steps[name] = saved["model"], saved["config"], saved["step"]
     frozen = {k: v for k, v in models["video"].items() if k.startswith(FROZEN)}
     for name, state in models.items():   # the same LM and encoder under every bridge, bit for bit
@@ -132,12 +133,12 @@ def unpack(name):
               "rng": torch.empty(0, dtype=torch.uint8), "elapsed": 0.0}
     steps = cfg.train
     save_checkpoint({**common, "stage": "lm", "step": steps.lm_steps,
-                     "model": {k[3:]: v for k, v in state.items() if k.startswith("lm.")}}, train.ckpt_path(run, "lm"))
+                     "model": {k[3:]: v for k, v in state.items() if k.startswith("lm.")}}, runs.ckpt_path(run, "lm"))
     save_checkpoint({**common, "stage": "vision", "step": steps.vision_steps,   # the encoder's image side only
                      "model": {k: v for k, v in state.items() if k.startswith("vision.")}},
-                    train.ckpt_path(run, "vision"))
+                    runs.ckpt_path(run, "vision"))
     save_checkpoint({**common, "stage": "flamingo", "step": shipped["step"][name], "model": state},
-                    train.ckpt_path(run, "flamingo"))
+                    runs.ckpt_path(run, "flamingo"))
     write_text(json.dumps(to_dict(cfg), indent=1), os.path.join(run, "config.json"))
     return run
 
@@ -147,7 +148,7 @@ def run(name):
     if not os.path.exists(WEIGHTS):
         raise CheckpointError(f"{WEIGHTS} is missing: restore it (git checkout lessons/trained.pt) or rebuild it "
                               "with `make lesson-weights`")
-    path = train.ckpt_path(os.path.join(UNPACKED, name), "flamingo")
+    path = runs.ckpt_path(os.path.join(UNPACKED, name), "flamingo")
     if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(WEIGHTS):
         unpack(name)
     return os.path.dirname(path)
@@ -156,13 +157,13 @@ def run(name):
 def pick(own, name):
     """(run folder, model, cfg): your own run `own` (e.g. runs/default) when it has a finished bridge, else the
     shipped model `name`. LESSONS_SHIPPED=1 always picks the shipped one (the tests do)."""
-    if own and not os.environ.get(SHIPPED) and os.path.exists(train.ckpt_path(own, "flamingo")):
+    if own and not os.environ.get(SHIPPED) and os.path.exists(runs.ckpt_path(own, "flamingo")):
         try:
-            return (own, *train.load_run(own))
+            return (own, *runs.load_run(own))
         except CheckpointError as e:
             print(f"not using {own}: {e}\n")
     folder = run(name)
-    return (folder, *train.load_run(folder))
+    return (folder, *runs.load_run(folder))
 
 
 if __name__ == "__main__":

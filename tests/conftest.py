@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from flamingo_min import train
 from flamingo_min.config import ModelConfig, make_config
+from flamingo_min import runs
 
 settings.register_profile("ci", derandomize=True, max_examples=30, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -51,8 +52,8 @@ TINY_RUN = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.vi
 
 def train_all(run, seed=0):
     cfg = make_config("quick", TINY_RUN)
-    train.start_run(run, cfg)
-    return [train.run_stage(run, s, cfg, seed, progress=False) for s in train.STAGES]
+    runs.start_run(run, cfg)
+    return [train.run_stage(run, s, cfg, seed, progress=False) for s in runs.STAGES]
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 
 import flamingo_min.train as train
 from conftest import TINY, TINY_RUN, kill_when_written
-from flamingo_min import Flamingo, ablate
+from flamingo_min import Flamingo
+from flamingo_min.lab import ablate
 from flamingo_min.config import ModelConfig, make_config, to_dict
 from flamingo_min.errors import CheckpointError, ConfigError
+from flamingo_min import checkpoints, runs
 from strategies import IMG
 from test_cli import refused, run_main
 
@@ -100,39 +102,39 @@ def test_cross_attention_sits_before_the_blocks_the_config_names(layout):
 
 
 def test_pretrained_stages_serve_every_bridge_but_not_a_changed_encoder(tiny_run):
-    lm = train.load_checkpoint(train.ckpt_path(tiny_run, "lm"))["config"]
-    vision = train.load_checkpoint(train.ckpt_path(tiny_run, "vision"))["config"]
+    lm = checkpoints.load_checkpoint(runs.ckpt_path(tiny_run, "lm"))["config"]
+    vision = checkpoints.load_checkpoint(runs.ckpt_path(tiny_run, "vision"))["config"]
     _, cfgs = ablate.configs("quick", TINY_RUN, ablate.VARIANTS)
     for name, cfg in cfgs.items():
-        train.check_config(lm, cfg, "lm.pt", "lm")
+        runs.check_config(lm, cfg, "lm.pt", "lm")
         if cfg.train.vision_hard_pairs:
-            train.check_config(vision, cfg, "vision.pt", "vision")
+            runs.check_config(vision, cfg, "vision.pt", "vision")
         else:
             with pytest.raises(CheckpointError, match="train.vision_hard_pairs"):
-                train.check_config(vision, cfg, "vision.pt", "vision")
+                runs.check_config(vision, cfg, "vision.pt", "vision")
         if name != "baseline":
             with pytest.raises(CheckpointError):
-                train.check_config(lm, cfg, "flamingo.pt", "flamingo")
+                runs.check_config(lm, cfg, "flamingo.pt", "flamingo")
 
 
 def _bridge(tiny_run, folder, sets, steps=3):
     cfg = make_config("quick", TINY_RUN + sets)
-    for s in train.stages(cfg):
+    for s in runs.stages(cfg):
         if s != "flamingo":
-            os.link(train.ckpt_path(tiny_run, s), train.ckpt_path(folder, s))
+            os.link(runs.ckpt_path(tiny_run, s), runs.ckpt_path(folder, s))
     train.run_stage(folder, "flamingo", cfg, progress=False, stop_after=steps)
-    return train.load_checkpoint(train.ckpt_path(folder, "flamingo"))["model"], train.read_metrics(folder)
+    return checkpoints.load_checkpoint(runs.ckpt_path(folder, "flamingo"))["model"], runs.read_metrics(folder)
 
 
 def test_lm_modes_and_data_switches_train_what_they_say(tiny_run, tmp_path):
-    lm = train.load_checkpoint(train.ckpt_path(tiny_run, "lm"))["model"]
+    lm = checkpoints.load_checkpoint(runs.ckpt_path(tiny_run, "lm"))["model"]
     for mode, moved in (("frozen", False), ("finetune", True)):
         os.makedirs(tmp_path / mode)
         weights, _ = _bridge(tiny_run, str(tmp_path / mode), [f"train.lm_mode={mode}"])
         assert any(not torch.equal(weights["lm." + k], v) for k, v in lm.items()) == moved, mode
     os.makedirs(tmp_path / "scratch")
     weights, _ = _bridge(tiny_run, str(tmp_path / "scratch"), ["train.lm_mode=scratch", "train.vision_mode=random"])
-    assert not os.path.exists(train.ckpt_path(str(tmp_path / "scratch"), "lm"))   # neither stage was needed
+    assert not os.path.exists(runs.ckpt_path(str(tmp_path / "scratch"), "lm"))   # neither stage was needed
     assert not torch.equal(weights["lm.embed.weight"], lm["embed.weight"])
     os.makedirs(tmp_path / "rr")
     _, metrics = _bridge(tiny_run, str(tmp_path / "rr"), ["train.mixing=round_robin"], steps=4)
@@ -173,4 +175,4 @@ def test_ablate_runs_resumes_after_a_kill_and_tables_every_variant(tmp_path):
     assert list(data) == rows and data["mean-pool"]["trainable"] < data["baseline"]["trainable"]
     assert all(set(d["tasks"]) == set(ablate.HEADLINE) for d in data.values())
     assert os.path.getsize(os.path.join(out, "ablations.png")) > 10_000
-    assert train.load_run(os.path.join(out, "mean-pool", "seed0"))[1].model.resampler == "mean"   # a real run folder
+    assert runs.load_run(os.path.join(out, "mean-pool", "seed0"))[1].model.resampler == "mean"   # a real run folder

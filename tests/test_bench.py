@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import TINY
-from flamingo_min import bench, train
+from flamingo_min import runs
+from flamingo_min.lab import bench
 
 # The step split's stages at a tiny width and batch: what is timed, not how fast.
 SMALL = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.vision_width=16", "model.embed_dim=16",
@@ -19,7 +20,7 @@ def test_bench_sections_and_their_guarantees():
                   compile=False, recipe_steps=4, split_overrides=SMALL, contend=False)
     assert set(r) >= {"train_step", "utilisation", "scaling", "inference", "recipe", "split"}
     assert "contention" not in r
-    for stage in train.STAGES:                 # every phase of a real step timed, the data phase split into its parts
+    for stage in runs.STAGES:                 # every phase of a real step timed, the data phase split into its parts
         v = r["split"][stage]
         assert set(v) == {"step_s", "data", "forward", "backward", "optimiser", *bench.DATA} | (
             {"ops"} if stage == "flamingo" else set())
@@ -28,7 +29,7 @@ def test_bench_sections_and_their_guarantees():
         assert sum(v[k] for k in bench.DATA) == pytest.approx(v["data"])
     assert "compiled_step" not in r and set(r["recipe"]) == {"eager"}     # compiled sections: tests/test_train.py
     eager = r["recipe"]["eager"]
-    assert eager["total_s"] == sum(eager[s]["projected_s"] for s in train.STAGES) > 0
+    assert eager["total_s"] == sum(eager[s]["projected_s"] for s in runs.STAGES) > 0
     peer = importlib.util.find_spec("flamingo_pytorch") is not None
     assert ("flamingo-pytorch" in r["train_step"]) == peer == ("speedup" in r["train_step"])
     res, txt, img = r["scaling"]["resolution"], r["scaling"]["text_length"], r["scaling"]["images"]

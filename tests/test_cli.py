@@ -23,7 +23,7 @@ from conftest import TINY_RUN as TINY_SETS
 from flamingo_min import evaluate
 from flamingo_min.config import settable
 from flamingo_min.errors import FlamingoError
-from flamingo_min.files import fingerprint
+from flamingo_min.checkpoints import fingerprint
 from flamingo_min.train import ckpt_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from flamingo_min import train
+from flamingo_min import checkpoints, runs
 from conftest import TINY_RUN, kill_when_written
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,22 +47,22 @@ def one_process(tmp_path_factory):
 def test_two_processes_train_as_one_at_the_same_global_batch(one_process, tmp_path):
     out = str(tmp_path)
     done = run(out, processes=2)
-    a, b = train.read_metrics(one_process), train.read_metrics(out)
-    assert {m["stage"] for m in b} == set(train.STAGES)
+    a, b = runs.read_metrics(one_process), runs.read_metrics(out)
+    assert {m["stage"] for m in b} == set(runs.STAGES)
     same_numbers(a, b)                                            # lines written once: rank 0 alone logs
     assert done.stdout.count("summary") == 1                      # rank 0 alone reports
     assert sorted(os.listdir(out)) == sorted(os.listdir(one_process))
-    assert train.load_checkpoint(train.ckpt_path(out, "flamingo"))["done"]
+    assert checkpoints.load_checkpoint(runs.ckpt_path(out, "flamingo"))["done"]
 
 
 def test_a_killed_two_process_run_resumes_on_one_process(one_process, tmp_path):
     out = str(tmp_path)
-    ckpt = train.ckpt_path(out, "lm")
+    ckpt = runs.ckpt_path(out, "lm")
     kill_when_written(command(out, processes=2), ckpt, ENV, timeout=120)
-    saved = train.load_checkpoint(ckpt)
+    saved = checkpoints.load_checkpoint(ckpt)
     assert not saved["done"] and 0 < saved["step"] < 24
     run(out, processes=1)                                         # the same run, on another world size
-    same_numbers(train.read_metrics(one_process), train.read_metrics(out))
+    same_numbers(runs.read_metrics(one_process), runs.read_metrics(out))
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path):
@@ -70,7 +70,7 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
     assert done.returncode != 0
     assert "train.doc_batch=5 does not split over 2 processes" in done.stderr
-    assert not os.path.exists(train.ckpt_path(str(tmp_path), "lm"))
+    assert not os.path.exists(runs.ckpt_path(str(tmp_path), "lm"))
 
 
 def test_only_train_runs_under_torchrun(tmp_path):

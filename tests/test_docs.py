@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 import main
-from flamingo_min import ablate
+from flamingo_min.lab import ablate
 from flamingo_min.config import PRESETS, settable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

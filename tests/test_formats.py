@@ -2,7 +2,6 @@
 stays the only thing bound, training documents and text use the formats their settings list, and the original recipe
 is one setting away."""
 import random
-import re
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 from flamingo_min import evaluate
 from flamingo_min.config import PROMPT_CHUNK, from_dict, make_config, to_dict
 from flamingo_min.lm import LM
+from flamingo_min.lab import probes
 from toy_data import TOKENIZER
 from toy_data.documents import ATTRIBUTES, VALUES, DataConfig, DocumentStream, TextCorpus, concept_words
 from toy_data.formats import ASIDES, BY_NAME, FORMATS, REMARKS, TRAINED
@@ -120,7 +120,7 @@ def test_concept_words_take_the_offered_other_values_where_a_combination_allows(
 
 
 def test_lure_probe_leaves_only_the_bound_word_to_read():
-    texts, answers, bounds = evaluate.concept_episodes(shots=4, episodes=100, seed=3, lures=True)
+    texts, answers, bounds = probes.concept_episodes(shots=4, episodes=100, seed=3, lures=True)
     shared = 0
     for text, answer, b in zip(texts, answers, bounds):
         *support, query = [s.split() for s in text.removeprefix("<bos> ").split(" . ")]
@@ -178,11 +178,11 @@ def test_the_ideal_observer_weighs_every_reading_the_examples_allow():
 
 @pytest.mark.parametrize("fmt", list(BY_NAME))
 def test_the_lm_probe_reads_every_format_and_an_aside_names_its_own_examples_other_word(fmt):
-    texts, answers, bounds = evaluate.concept_episodes(shots=4, episodes=30, seed=5, fmt=fmt)
+    texts, answers, bounds = probes.concept_episodes(shots=4, episodes=30, seed=5, fmt=fmt)
     for text, b in zip(texts, bounds):
         *support, _ = text.removeprefix("<bos> ").split(" . ")
         if fmt == "aside":   # `red circle tiv . what shape ? circle .`: the aside repeats the example's other word
             pairs = list(zip(support[::2], support[1::2]))
             assert pairs and all(ex.split()[1 - b] == aside.split()[-1] for ex, aside in pairs)
     torch.manual_seed(0)   # the probe runs an LM on every format, the asides included
-    assert 0.0 <= evaluate.lm_concept_accuracy(LM(len(TOKENIZER), 16, 1, 2, 256), episodes=10, fmt=fmt) <= 1.0
+    assert 0.0 <= probes.lm_concept_accuracy(LM(len(TOKENIZER), 16, 1, 2, 256), episodes=10, fmt=fmt) <= 1.0

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from conftest import TINY_RUN
-from flamingo_min import train
 from flamingo_min.config import make_config
 from flamingo_min.errors import CheckpointError
-from flamingo_min.files import load_checkpoint
+from flamingo_min.checkpoints import load_checkpoint
+from flamingo_min import runs
 from lessons import trained
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,7 +116,7 @@ def test_the_shipped_models_are_small_weights_of_the_recipe_that_rebuilds_them()
     assert all(v.dtype == torch.float16 for part in parts for v in part.values() if v.is_floating_point())
     for name in trained.MODELS:   # what `make lesson-weights` would train today
         try:
-            train.check_config(saved["config"][name], trained.config(name), trained.WEIGHTS)
+            runs.check_config(saved["config"][name], trained.config(name), trained.WEIGHTS)
         except CheckpointError as e:
             pytest.fail(f"the shipped {name} model is not what `make lesson-weights` trains now: rebuild it ({e})")
 
@@ -139,11 +139,11 @@ def test_build_export_and_unpack_give_back_the_trained_models(tmp_path, monkeypa
     monkeypatch.setattr(trained, "UNPACKED", str(tmp_path / "lesson"))
     trained.build(str(tmp_path / "build"), progress=False)
     for name in trained.MODELS:
-        model, cfg = train.load_run(trained.run(name))
+        model, cfg = runs.load_run(trained.run(name))
         assert cfg == trained.config(name)
-        want = load_checkpoint(train.ckpt_path(str(tmp_path / "build" / name), "flamingo"))["model"]
+        want = load_checkpoint(runs.ckpt_path(str(tmp_path / "build" / name), "flamingo"))["model"]
         for k, v in model.state_dict().items():
             w = want[k].half().float() if want[k].is_floating_point() else want[k]
             assert torch.equal(v, w), k
     shutil.rmtree(tmp_path / "lesson" / "video")   # gone: unpacked again on use
-    assert os.path.exists(train.ckpt_path(trained.run("video"), "flamingo"))
+    assert os.path.exists(runs.ckpt_path(trained.run("video"), "flamingo"))

@@ -1,7 +1,7 @@
 """The ablation plot colours each variant as the table's direction column says."""
 import pytest
 
-from flamingo_min import ablate, plots
+from flamingo_min.lab import ablate, plots
 
 
 def _row(values):

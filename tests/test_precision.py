@@ -15,6 +15,7 @@ from flamingo_min.batches import Bridge, to_device
 from flamingo_min.config import make_config
 from flamingo_min.errors import TrainingError
 from flamingo_min.xattn import GatedCrossAttention
+from flamingo_min import runs
 from main import pick_device
 from strategies import BOS, IMG, PAD, row
 
@@ -97,7 +98,7 @@ def test_a_non_finite_gradient_under_a_finite_loss_is_named_at_its_step(tmp_path
     cfg = make_config("quick", TINY_RUN)
     run = str(tmp_path)
     train.run_stage(run, "lm", cfg, progress=False, stop_after=4)
-    before = pathlib.Path(train.ckpt_path(run, "lm")).read_bytes()
+    before = pathlib.Path(runs.ckpt_path(run, "lm")).read_bytes()
     real, calls = train.next_token_loss, []
 
     def poisoned(*a, **k):
@@ -107,4 +108,4 @@ def test_a_non_finite_gradient_under_a_finite_loss_is_named_at_its_step(tmp_path
     monkeypatch.setattr(train, "next_token_loss", poisoned)
     with pytest.raises(TrainingError, match=r"gradient became nan \(its loss was [0-9.]+\) at step 5.*intact"):
         train.run_stage(run, "lm", cfg, progress=False)
-    assert pathlib.Path(train.ckpt_path(run, "lm")).read_bytes() == before
+    assert pathlib.Path(runs.ckpt_path(run, "lm")).read_bytes() == before

@@ -18,6 +18,7 @@ import flamingo_min.batches as batches
 import flamingo_min.train as train
 from conftest import TINY_RUN
 from flamingo_min.config import make_config
+from flamingo_min import runs
 
 aten = torch.ops.aten
 # Operators whose result the host must wait for: a value read back, or an output whose shape depends on values.
@@ -75,12 +76,12 @@ def reads_per_step(run, stage, cfg, monkeypatch):
     return out
 
 
-@pytest.mark.parametrize("stage", train.STAGES)
+@pytest.mark.parametrize("stage", runs.STAGES)
 def test_a_training_step_reads_nothing_from_the_device_but_its_log(stage, tiny_run, tmp_path, monkeypatch):
     cfg = make_config("quick", TINY_RUN + ["train.log_every=100", "train.ckpt_every=100", "train.lm_steps=5",
                                            "train.vision_steps=5", "train.flamingo_steps=5"])
     run = str(tmp_path)
-    for earlier in train.STAGES[:train.STAGES.index(stage)]:      # the pretrained stages the bridge needs
+    for earlier in runs.STAGES[:runs.STAGES.index(stage)]:      # the pretrained stages the bridge needs
         train.run_stage(run, earlier, cfg, progress=False)
     reads = reads_per_step(run, stage, cfg, monkeypatch)
     # Steps 1 to 3 are neither logged nor checkpointed: not one read. Steps 0 and 4 log (step 4 then checkpoints, with
@@ -104,7 +105,7 @@ def test_the_detector_sees_the_reads_it_is_meant_to_catch():
                                          "aten.index.Tensor", "aten.nonzero.default"]
 
 
-@pytest.mark.parametrize("stage", train.STAGES)
+@pytest.mark.parametrize("stage", runs.STAGES)
 def test_any_number_of_data_workers_draws_the_same_batches(stage, tiny_run):
     """Step s's batch is a pure function of s: drawn in this process or ahead by 2 worker processes, it is the same
     tensors in the same order, and on resume the workers start at the right step."""
@@ -130,13 +131,13 @@ def test_any_number_of_data_workers_draws_the_same_batches(stage, tiny_run):
 
 def test_a_run_with_data_workers_trains_the_same_numbers(tiny_run, tmp_path):
     cfg = make_config("quick", TINY_RUN + ["train.data_workers=2"])
-    for stage in train.STAGES:
+    for stage in runs.STAGES:
         train.run_stage(str(tmp_path), stage, cfg, progress=False)
     strip = lambda ms: [{k: v for k, v in m.items() if k != "time"} for m in ms]
-    assert strip(train.read_metrics(str(tmp_path))) == strip(train.read_metrics(tiny_run))
+    assert strip(runs.read_metrics(str(tmp_path))) == strip(runs.read_metrics(tiny_run))
 
 
-@pytest.mark.parametrize("stage", train.STAGES)
+@pytest.mark.parametrize("stage", runs.STAGES)
 def test_a_training_step_runs_on_a_device_that_holds_no_values(stage, tiny_run):
     """On the meta device a tensor has a shape and no values: reading one is an error, and so is any shape that depends
     on values. A stage's batches are drawn there, and its steps (forward, backward, clipping, AdamW) run there."""
@@ -170,7 +171,7 @@ def test_a_real_bridge_step_dispatches_little_beyond_the_model(tiny_run, tmp_pat
     """One update of the bridge (documents and pairs in one pass, the weighted loss, clipping, fused AdamW, the
     loop's bookkeeping) against the model alone on the same batches (forward, plain loss, backward, AdamW): device
     operations counted, the drawing of the data apart. Three passes a step and autocast's casts made this 4x."""
-    from flamingo_min.bench import OpCount, ops_of, train_step_fn
+    from flamingo_min.lab.bench import OpCount, ops_of, train_step_fn
     cfg = make_config("quick", TINY_RUN + ["train.log_every=100", "train.ckpt_every=100", "train.flamingo_steps=4"])
     run = str(tmp_path)
     for earlier in ("lm", "vision"):

@@ -13,8 +13,10 @@ import flamingo_min.train as train
 from conftest import TINY_RUN, kill_when_written, train_all
 from flamingo_min.config import make_config
 from flamingo_min.errors import CheckpointError, EvalError, TrainingError
+from flamingo_min import checkpoints, runs
 from flamingo_min.evaluate import (baseline_scores, episode_images, episodes_for, evaluate, prompt_for,
-                                   rank_candidates, rices, summarise, table)
+                                   rank_candidates, rices)
+from flamingo_min.lab.report import summarise, table
 from toy_data import TOKENIZER, DocumentStream
 from toy_data.documents import collate
 from toy_data.tasks import RICH_TASKS, TASKS, token_f1
@@ -26,17 +28,17 @@ CFG = make_config("quick", TINY)
 
 def test_same_seed_same_numbers_and_frozen_parts_untouched(tiny_run, tmp_path):
     train_all(str(tmp_path))
-    a, b = train.read_metrics(tiny_run), train.read_metrics(str(tmp_path))
+    a, b = runs.read_metrics(tiny_run), runs.read_metrics(str(tmp_path))
     strip = lambda ms: [{k: v for k, v in m.items() if k != "time"} for m in ms]
     assert strip(a) == strip(b) and len(a) == 12 + 8 + 12
-    lm, vision, fl = (train.load_checkpoint(train.ckpt_path(tiny_run, s))["model"] for s in train.STAGES)
+    lm, vision, fl = (checkpoints.load_checkpoint(runs.ckpt_path(tiny_run, s))["model"] for s in runs.STAGES)
     for k, v in lm.items():
         assert torch.equal(fl["lm." + k], v), k                  # bit-identical after stage flamingo
     for k, v in vision.items():
         if k.startswith("vision."):
             assert torch.equal(fl[k], v), k
     ids, mask, images, counts = collate([DocumentStream(CFG.data, 99)[i] for i in range(64)])   # held-out docs
-    trained, fresh = train.load_run(tiny_run)[0], train.build_flamingo(tiny_run, CFG, torch.device("cpu")).eval()
+    trained, fresh = runs.load_run(tiny_run)[0], runs.build_flamingo(tiny_run, CFG, torch.device("cpu")).eval()
     with torch.no_grad():
         loss = {name: train.next_token_loss(m(ids, images=images), ids, mask).item()
                 for name, m in (("fresh", fresh), ("trained", trained))}
@@ -56,27 +58,27 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     subprocess.run(_cli(whole, 120), check=True, capture_output=True, env=env)
     ckpt = os.path.join(killed, "lm.pt")
     kill_when_written(_cli(killed, 120), ckpt, env, timeout=120)
-    saved = train.load_checkpoint(ckpt)
+    saved = checkpoints.load_checkpoint(ckpt)
     assert not saved["done"] and 0 < saved["step"] < 120
     subprocess.run(_cli(killed, 120), check=True, capture_output=True, env=env)   # the same command resumes
-    a = train.load_checkpoint(os.path.join(whole, "lm.pt"))
-    b = train.load_checkpoint(ckpt)
+    a = checkpoints.load_checkpoint(os.path.join(whole, "lm.pt"))
+    b = checkpoints.load_checkpoint(ckpt)
     assert b["done"] and b["step"] == 120
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
-    strip = lambda run: [{k: v for k, v in m.items() if k != "time"} for m in train.read_metrics(run)]
+    strip = lambda run: [{k: v for k, v in m.items() if k != "time"} for m in runs.read_metrics(run)]
     assert strip(whole) == strip(killed)
 
 
 def test_flamingo_stage_resumes_exactly(tiny_run, tmp_path):
     run = str(tmp_path)
     for s in ("lm", "vision"):   # reuse the finished pretraining stages
-        os.link(train.ckpt_path(tiny_run, s), train.ckpt_path(run, s))
+        os.link(runs.ckpt_path(tiny_run, s), runs.ckpt_path(run, s))
     train.run_stage(run, "flamingo", CFG, progress=False, stop_after=6)
-    assert train.load_checkpoint(train.ckpt_path(run, "flamingo"))["step"] == 6
+    assert checkpoints.load_checkpoint(runs.ckpt_path(run, "flamingo"))["step"] == 6
     train.run_stage(run, "flamingo", CFG, progress=False)
-    a = train.load_checkpoint(train.ckpt_path(tiny_run, "flamingo"))["model"]
-    b = train.load_checkpoint(train.ckpt_path(run, "flamingo"))["model"]
+    a = checkpoints.load_checkpoint(runs.ckpt_path(tiny_run, "flamingo"))["model"]
+    b = checkpoints.load_checkpoint(runs.ckpt_path(run, "flamingo"))["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -88,15 +90,15 @@ def test_compiled_blocks_train_the_same_numbers_and_resume_eager(tiny_run, tmp_p
         run = str(tmp_path / mode)
         os.makedirs(run)
         for s in ("lm", "vision"):
-            os.link(train.ckpt_path(tiny_run, s), train.ckpt_path(run, s))
+            os.link(runs.ckpt_path(tiny_run, s), runs.ckpt_path(run, s))
         train.run_stage(run, "flamingo", make_config("quick", TINY + [f"train.compile={mode}"]), progress=False,
                         stop_after=4)
-        runs[mode] = train.read_metrics(run)
+        runs[mode] = runs.read_metrics(run)
     assert len(runs["off"]) == len(runs["default"]) == 4
     for a, b in zip(runs["off"], runs["default"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["xattn0"] == pytest.approx(b["xattn0"], rel=1e-4)
     train.run_stage(str(tmp_path / "default"), "flamingo", CFG, progress=False)     # eager, from the compiled run
-    assert train.load_checkpoint(train.ckpt_path(str(tmp_path / "default"), "flamingo"))["done"]
+    assert checkpoints.load_checkpoint(runs.ckpt_path(str(tmp_path / "default"), "flamingo"))["done"]
 
 
 def test_clear_failures_leave_the_last_checkpoint_intact(tiny_run, tmp_path, monkeypatch):
@@ -104,17 +106,17 @@ def test_clear_failures_leave_the_last_checkpoint_intact(tiny_run, tmp_path, mon
     with pytest.raises(CheckpointError, match="no finished 'lm' stage"):
         train.run_stage(run, "flamingo", CFG, progress=False)
     other = make_config("quick", TINY + ["train.lm_lr=0.01"])
-    os.link(train.ckpt_path(tiny_run, "lm"), train.ckpt_path(run, "lm"))
+    os.link(runs.ckpt_path(tiny_run, "lm"), runs.ckpt_path(run, "lm"))
     with pytest.raises(CheckpointError, match=r"train.lm_lr: 0.003 in the checkpoint, 0.01 now"):
         train.run_stage(run, "lm", other, progress=False)
     fresh = str(tmp_path / "nan")
     os.makedirs(fresh)
     train.run_stage(fresh, "lm", CFG, progress=False, stop_after=4)
-    before = pathlib.Path(train.ckpt_path(fresh, "lm")).read_bytes()
+    before = pathlib.Path(runs.ckpt_path(fresh, "lm")).read_bytes()
     monkeypatch.setattr(train, "next_token_loss", lambda *a: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(TrainingError, match="loss became nan at step 4.*is intact"):
         train.run_stage(fresh, "lm", CFG, progress=False)
-    assert pathlib.Path(train.ckpt_path(fresh, "lm")).read_bytes() == before
+    assert pathlib.Path(runs.ckpt_path(fresh, "lm")).read_bytes() == before
     assert not [f for f in os.listdir(fresh) if f.endswith(".tmp")]
 
 
@@ -122,12 +124,12 @@ def test_a_checkpoint_with_a_setting_this_code_lacks_is_a_different_configuratio
     saved = train.to_dict(CFG)
     saved["data"]["retired_knob"] = 0.5        # written by an older version of the code
     with pytest.raises(CheckpointError, match=r"data.retired_knob: 0.5 in the checkpoint, None now"):
-        train.check_config(saved, CFG, "lm.pt")
-    train.check_config(train.to_dict(CFG), CFG, "lm.pt")   # and the same configuration passes
+        runs.check_config(saved, CFG, "lm.pt")
+    runs.check_config(train.to_dict(CFG), CFG, "lm.pt")   # and the same configuration passes
 
 
 def test_eval_writes_the_schema(tiny_run):
-    model, cfg = train.load_run(tiny_run)
+    model, cfg = runs.load_run(tiny_run)
     result = evaluate(model, cfg.data, shots=("none", "0", "1", "2"), episodes=3, seed=1, beams=2)
     assert set(result) == {"tasks", "held_out", "episodes", "seed"} and result["episodes"] == 3 and result["seed"] == 1
     assert set(result["tasks"]) == {f"{t}/{m}" for t in TASKS + RICH_TASKS for m in ("open", "closed")}
@@ -173,7 +175,7 @@ def test_every_support_picture_is_its_own():
 
 
 def test_summary_of_seeds_and_the_table(tiny_run):
-    model, cfg = train.load_run(tiny_run)
+    model, cfg = runs.load_run(tiny_run)
     a = evaluate(model, cfg.data, shots=("none", "2"), episodes=2, seed=0, tasks=("bind", "count"), beams=1)
     b = evaluate(model, cfg.data, shots=("none", "2"), episodes=2, seed=1, tasks=("bind", "count"), beams=1)
     s = summarise([a, b])
@@ -192,7 +194,7 @@ def test_summary_of_seeds_and_the_table(tiny_run):
 
 
 def test_rank_candidates_generic_path_equals_one_forward(tiny_run):
-    model, cfg = train.load_run(tiny_run)
+    model, cfg = runs.load_run(tiny_run)
     prompt = TOKENIZER.encode("<bos> <image> a big red circle at top <EOC> <image>")
     media = model.perceive(model.encode(torch.rand(1, 2, 3, 32, 32)))
     cands = ["a small blue ring at left", "two red circles"]

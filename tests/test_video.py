@@ -14,7 +14,7 @@ from flamingo_min import Flamingo
 from flamingo_min.config import make_config
 from flamingo_min.errors import CheckpointError, ConfigError, EvalError
 from flamingo_min.evaluate import evaluate, tasks_for
-from flamingo_min.files import load_checkpoint, save_checkpoint
+from flamingo_min.checkpoints import load_checkpoint, save_checkpoint
 from flamingo_min.masking import phi
 from flamingo_min.train import datasets, load_run
 from strategies import IMG, batch

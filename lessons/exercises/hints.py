@@ -96,7 +96,7 @@ def hint(name, number=None, exercise_file=None):
     """Hint `number` of exercise `name` (default: the one after the last shown, or the last again), as text. The
     number shown is remembered in hints_seen.json beside `exercise_file` (default lessons/exercises/student.py)."""
     from flamingo_min.errors import FlamingoError
-    from flamingo_min.files import write_text
+    from flamingo_min.checkpoints import write_text
     from . import STUDENT
     path = os.path.join(os.path.dirname(os.path.abspath(exercise_file or STUDENT)), SEEN)
     state, last = _state(path), len(HINTS[name])

@@ -28,11 +28,14 @@ import torch
 
 from toy_data.tasks import TASKS
 
-from . import evaluate, plots
-from .config import make_config, to_dict
-from .errors import ConfigError
-from .files import atomic_write, check_writable, write_text
-from .train import ckpt_path, flamingo_parameters, load_run, run_stage, stages, start_run
+from .. import evaluate
+from . import plots
+from ..config import make_config, to_dict
+from ..errors import ConfigError
+from ..checkpoints import atomic_write, check_writable, write_text
+from ..runs import ckpt_path, load_run, stages, start_run
+from ..train import flamingo_parameters, run_stage
+from . import probes
 
 SHOTS = ("4", "8", "16")
 HEADLINE = {"bind": "closed", "match": "closed", "infer": "closed", "question": "closed", "caption": "open",
@@ -161,7 +164,7 @@ def run_variant(folder, home, cfg, seed, device, progress):
     record = {"seed": seed, "eval": result, "eval_seconds": round(time.perf_counter() - t0, 1),
               "trainable": sum(p.numel() for _, p in flamingo_parameters(model, cfg)),
               "step_ms": 1000 * saved["elapsed"] / saved["step"],
-              "text_binding": evaluate.lm_binding_accuracy(model.lm, pairs=8),
+              "text_binding": probes.lm_binding_accuracy(model.lm, pairs=8),
               "config": to_dict(cfg)}
     write_text(json.dumps(record, indent=1), done)
     return record

@@ -1,6 +1,6 @@
 """Every picture the command line saves: loss curves, gate openings (paper Fig. 6), the few-shot curves, sample
 episodes and a look at the toy world. Matplotlib with the Agg backend: no screen needed. Each function returns the
-PNG's bytes; callers write them with files.atomic_write once all their work has succeeded."""
+PNG's bytes; callers write them with checkpoints.atomic_write once all their work has succeeded."""
 import io
 
 import matplotlib
@@ -60,7 +60,7 @@ def gates(metrics):
 def fewshot(summary):
     """One panel per task: each mode's mean score against shots with its seeds' min-max band, the best context-only
     baseline at every shot (dashed, in that mode's unit: token F1 for open captions, accuracy otherwise), chance
-    (dotted) and, for binding, the ideal observer (grey dash-dot). `summary` is evaluate.summarise(results); every
+    (dotted) and, for binding, the ideal observer (grey dash-dot). `summary` is report.summarise(results); every
     baseline is in eval.json. A binding format that no training document used is titled "(held out)"."""
     tasks = list(dict.fromkeys(name.split("/")[0] for name in summary["tasks"]))
     cols = min(3, len(tasks))

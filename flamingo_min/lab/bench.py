@@ -39,13 +39,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from toy_data import TOKENIZER, DataConfig, build_prompt, make_episode, render
 
-from . import train
-from .batches import Bridge, bridge_batch, to_device
-from .config import ModelConfig, make_config
-from .evaluate import left_pad
-from .flamingo import Flamingo
-from .lm import Cache
-from .masking import cross_attention_mask
+from .. import train
+from ..batches import Bridge, bridge_batch, to_device
+from ..config import ModelConfig, make_config
+from ..evaluate import left_pad
+from ..flamingo import Flamingo
+from ..lm import Cache
+from ..masking import cross_attention_mask
+from .. import runs
 
 
 def sync(device):
@@ -257,16 +258,16 @@ def recipe(device, compile_too, steps=12, progress=print):
     modes = ("off", "default") if compile_too else ("off",)
     out = {}
     for mode in modes:
-        cfg = make_config("default", [f"train.{s}_steps={steps}" for s in train.STAGES] + [
+        cfg = make_config("default", [f"train.{s}_steps={steps}" for s in runs.STAGES] + [
             "train.log_every=1", f"train.ckpt_every={steps}", f"train.compile={mode}"])
         torch._dynamo.reset()
         with tempfile.TemporaryDirectory() as run:
-            train.start_run(run, cfg)
-            for stage in train.STAGES:
+            runs.start_run(run, cfg)
+            for stage in runs.STAGES:
                 progress(f"recipe: {stage} stage, compile={mode}")
                 train.run_stage(run, stage, cfg, device=device, progress=False)
             times = {}
-            for m in train.read_metrics(run):
+            for m in runs.read_metrics(run):
                 times.setdefault(m["stage"], []).append(m["time"])
         row = {}
         for stage, t in times.items():   # "time": seconds since the stage began, at the end of each step
@@ -307,12 +308,12 @@ def step_split(device, steps=8, warm=3, progress=print, overrides=(), table_rows
     most expensive operators, that many rows."""
     from torch.profiler import ProfilerActivity, profile
     n = warm + 3 * steps
-    cfg = make_config("default", [f"train.{s}_steps={n}" for s in train.STAGES] + list(overrides))
+    cfg = make_config("default", [f"train.{s}_steps={n}" for s in runs.STAGES] + list(overrides))
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     out = {}
     with tempfile.TemporaryDirectory() as run:
-        train.start_run(run, cfg)
-        for stage in train.STAGES:
+        runs.start_run(run, cfg)
+        for stage in runs.STAGES:
             progress(f"step split: {stage} stage")
             torch.manual_seed(0)
             s = train.SETUP[stage](run, cfg, device, 0)
@@ -557,7 +558,7 @@ def table(r):
     lines += ["", "the default recipe, from a few real steps of each stage (data, forward, backward, AdamW):"]
     for mode, row in rc.items():
         if mode != "speedup":
-            lines.append(f"  {mode:<9}" + "  ".join(f"{s} {row[s]['step_s'] * 1e3:5.0f} ms/step" for s in train.STAGES)
+            lines.append(f"  {mode:<9}" + "  ".join(f"{s} {row[s]['step_s'] * 1e3:5.0f} ms/step" for s in runs.STAGES)
                          + f"  -> {row['total_s'] / 60:4.1f} min of training (first steps' extra time included)")
     if "speedup" in rc:
         lines.append(f"  the whole recipe compiled: {rc['speedup']:.2f}x eager")

@@ -55,40 +55,40 @@ def listed(text):
 
 
 # --- the commands ----------------------------------------------------------------------------------------------------
-def cmd_train(a):
+def cmd_train(args):
     from flamingo_min import distributed as dist
     from flamingo_min.config import make_config
     from flamingo_min.errors import ConfigError
     from flamingo_min.runs import stage_done, stages, start_run
     from flamingo_min.train import run_stage
-    cfg = make_config(a.preset, a.set)
-    if a.stage and a.stage not in stages(cfg):
-        raise ConfigError(f"--stage {a.stage}: this configuration has no {a.stage} stage (train.lm_mode="
+    cfg = make_config(args.preset, args.set)
+    if args.stage and args.stage not in stages(cfg):
+        raise ConfigError(f"--stage {args.stage}: this configuration has no {args.stage} stage (train.lm_mode="
                           f"{cfg.train.lm_mode}, train.vision_mode={cfg.train.vision_mode})")
-    out = a.out or os.path.join("runs", a.preset)
+    out = args.out or os.path.join("runs", args.preset)
     # Under torchrun: join the other processes (each its own GPU, or gloo on the CPU); rank 0 alone writes.
-    device = dist.setup(pick_device(a.device))
+    device = dist.setup(pick_device(args.device))
     writes = dist.is_main()   # rank 0 under torchrun; the one process otherwise
     try:
         dist.check_batches(cfg)
         start_run(out, cfg, write=writes)   # every process checks the folder: all stop alike on an error
         if writes:
-            print(f"run folder {out}: preset {a.preset}, seed {a.seed}, device {device}" +
+            print(f"run folder {out}: preset {args.preset}, seed {args.seed}, device {device}" +
                   (f", {dist.world()} processes" if dist.world() > 1 else ""), file=sys.stderr)
         dist.barrier()
-        todo = [a.stage] if a.stage else stages(cfg)
+        todo = [args.stage] if args.stage else stages(cfg)
         for stage in todo:
             if writes and stage_done(out, stage):
                 print(f"{stage}: finished in {out} already, reused (a new --out trains afresh)", file=sys.stderr)
-        times = {stage: run_stage(out, stage, cfg, a.seed, device)["elapsed"] for stage in todo}
+        times = {stage: run_stage(out, stage, cfg, args.seed, device)["elapsed"] for stage in todo}
     finally:
         dist.teardown()
     if not writes:
         return 0
-    finish_run(a, out, cfg, times, device)
+    finish_run(args, out, cfg, times, device)
 
 
-def finish_run(a, out, cfg, times, device):
+def finish_run(args, out, cfg, times, device):
     """The summary, plots and evaluation of a trained run (one process: under torchrun, rank 0 after the others)."""
     from flamingo_min.checkpoints import atomic_write
     from flamingo_min.lab import plots, probes, report
@@ -112,47 +112,47 @@ def finish_run(a, out, cfg, times, device):
             f"{k}: {probes.lm_concept_accuracy(lm, shots=k):.0%}" for k in (2, 4, 16)) + "; with lures (each "
             "other label's example shares the query's other word), by shots: " + ", ".join(
             f"{k}: {probes.lm_concept_accuracy(lm, shots=k, lures=True):.0%}" for k in (4, 16)))
-    if a.stage in (None, "flamingo") and not a.no_eval:
+    if args.stage in (None, "flamingo") and not args.no_eval:
         model, cfg = load_run(out, device)
         result, secs = report.timed_evaluate(model, cfg.data, cfg.train.eval_shots, cfg.train.eval_episodes,
-                                               a.seed, progress=lambda s: print(f"  eval {s}", file=sys.stderr))
+                                               args.seed, progress=lambda s: print(f"  eval {s}", file=sys.stderr))
         report.write_report([result], out)
         print(f"  eval      {secs:7.1f} s\n\n{report.table(result)}")
-        if a.preset == "quick":
+        if args.preset == "quick":
             print("\nquick trains each stage for too few steps to learn much: scores near chance show that every stage "
                   "and the evaluation run, not what the recipe learns (`make train` for that)")
     print(f"\nfiles in {out}: " + ", ".join(sorted(f for f in os.listdir(out) if not f.endswith(".tmp"))))
 
 
-def cmd_eval(a):
+def cmd_eval(args):
     from flamingo_min.lab import report
     from flamingo_min.runs import load_run
-    model, cfg = load_run(a.run, pick_device(a.device))
-    say = None if a.json else (lambda s: print(f"  eval {s}", file=sys.stderr))
-    tasks = listed(a.tasks) if a.tasks else None
-    result, secs = report.timed_evaluate(model, cfg.data, listed(a.shots), a.episodes, a.seed, tasks,
-                                           a.beams, a.selection, progress=say)
-    written = report.write_report([result], a.run)
-    print(json.dumps(result, indent=1) if a.json else
+    model, cfg = load_run(args.run, pick_device(args.device))
+    say = None if args.json else (lambda s: print(f"  eval {s}", file=sys.stderr))
+    tasks = listed(args.tasks) if args.tasks else None
+    result, secs = report.timed_evaluate(model, cfg.data, listed(args.shots), args.episodes, args.seed, tasks,
+                                           args.beams, args.selection, progress=say)
+    written = report.write_report([result], args.run)
+    print(json.dumps(result, indent=1) if args.json else
           report.table(result) + f"\n{secs:.1f} s; written {' and '.join(written)}")
 
 
-def cmd_report(a):
+def cmd_report(args):
     from flamingo_min.lab import report
-    results = [report.read_result(run) for run in a.runs]
-    out = a.out or os.path.commonpath([os.path.abspath(r) for r in a.runs])
+    results = [report.read_result(run) for run in args.runs]
+    out = args.out or os.path.commonpath([os.path.abspath(r) for r in args.runs])
     written = report.write_report(results, out)
     print(report.table(results) + f"\nwritten {' and '.join(written)}")
 
 
-def cmd_sample(a):
+def cmd_sample(args):
     from flamingo_min.checkpoints import atomic_write, check_writable
     from flamingo_min.lab import plots, report
     from flamingo_min.runs import load_run
-    model, cfg = load_run(a.run, pick_device(a.device))
-    path = a.out or os.path.join(a.run, f"samples_{a.task}.png")
+    model, cfg = load_run(args.run, pick_device(args.device))
+    path = args.out or os.path.join(args.run, f"samples_{args.task}.png")
     check_writable(path)
-    rows = report.sample(model, cfg.data, a.task, str(a.shots), a.n, a.seed)
+    rows = report.sample(model, cfg.data, args.task, str(args.shots), args.n, args.seed)
     atomic_write(path, plots.episodes(rows))
     for _, texts, _, answer, truth in rows:
         print(f"{' | '.join(t.replace(chr(10), ' ') for t in texts)} | query -> {answer!r} "
@@ -160,7 +160,7 @@ def cmd_sample(a):
     print(f"written {path}")
 
 
-def cmd_data(a):
+def cmd_data(args):
     import random
 
     import torch
@@ -168,12 +168,12 @@ def cmd_data(a):
     from flamingo_min.checkpoints import atomic_write, check_writable
     from toy_data import TOKENIZER, DataConfig, DocumentStream, render
     from toy_data.documents import caption, draw_scene
-    check_writable(a.out)
+    check_writable(args.out)
     cfg = DataConfig()
-    rng = random.Random(a.seed)
+    rng = random.Random(args.seed)
     scenes = [draw_scene(rng, count=1 if i < 24 else rng.randint(2, 4)) for i in range(32)]
-    images = render(scenes, cfg.image_size, torch.Generator().manual_seed(a.seed))
-    docs = DocumentStream(cfg, a.seed)
+    images = render(scenes, cfg.image_size, torch.Generator().manual_seed(args.seed))
+    docs = DocumentStream(cfg, args.seed)
     doc = next(docs[i] for i in range(100) if len(docs[i].images) >= 4)
     words = TOKENIZER.decode(doc.tokens).split()
     chunks, cur = [], []
@@ -182,52 +182,52 @@ def cmd_data(a):
         if w == "<EOC>":
             chunks.append(" ".join(cur[1:-1]))
             cur = []
-    atomic_write(a.out, plots.world(images, [caption(s) for s in scenes], doc.images, chunks))
+    atomic_write(args.out, plots.world(images, [caption(s) for s in scenes], doc.images, chunks))
     print(f"an interleaved document (task {doc.task}):\n  {TOKENIZER.decode(doc.tokens)}\n  ids {doc.tokens.tolist()}")
     print(f"scored targets: {' '.join(w for w, m in zip(words, doc.loss_mask.tolist()) if m)}")
-    print(f"written {a.out}")
+    print(f"written {args.out}")
 
 
-def cmd_ablate(a):
+def cmd_ablate(args):
     from flamingo_min.lab import ablate
-    rows, text = ablate.run(a.out, a.preset, a.set, listed(a.only), a.seeds, pick_device(a.device),
+    rows, text = ablate.run(args.out, args.preset, args.set, listed(args.only), args.seeds, pick_device(args.device),
                             say=lambda s: print(f"  {s}", file=sys.stderr))
-    print(text + f"\nwritten {a.out}/ablations.json, ablations.md and ablations.png")
+    print(text + f"\nwritten {args.out}/ablations.json, ablations.md and ablations.png")
 
 
-def cmd_check(a):
+def cmd_check(args):
     from flamingo_min.errors import FlamingoError
     from flamingo_min.checkpoints import atomic_write, check_writable
     from lessons.exercises import EXERCISES, STUDENT, grade
     from lessons.exercises.hints import hint
-    if a.hint is not None and (not a.exercise or a.class_dir is not None or len(a.file) > 1 or a.csv or a.json):
+    if args.hint is not None and (not args.exercise or args.class_dir is not None or len(args.file) > 1 or args.csv or args.json):
         raise FlamingoError("--hint is for one exercise of one file, without --csv or --json: `python main.py check "
                             "EXERCISE --hint`")
-    outputs = {"csv": a.csv, "json": a.json}
+    outputs = {"csv": args.csv, "json": args.json}
     for kind, path in outputs.items():
         if path not in (None, "-") and not path.endswith(f".{kind}"):   # `check --json phi` would write a file phi
             raise FlamingoError(f"--{kind} {path}: give a file name ending in .{kind}, or name the exercise first "
                                 f"(`check EXERCISE --{kind} FILE`)")
         if path not in (None, "-"):
             check_writable(path)   # before minutes of grading
-    if a.csv == "-" and a.json == "-":
+    if args.csv == "-" and args.json == "-":
         raise FlamingoError("--csv and --json cannot both print: give one of them a FILE, e.g. --json grades.json")
-    paths = list(a.file)
-    if a.class_dir is not None:
-        if not os.path.isdir(a.class_dir):
-            raise FlamingoError(f"no folder {a.class_dir}: give the folder that holds the students' copies")
-        copies = sorted(os.path.join(a.class_dir, f) for f in os.listdir(a.class_dir) if f.endswith(".py"))
+    paths = list(args.file)
+    if args.class_dir is not None:
+        if not os.path.isdir(args.class_dir):
+            raise FlamingoError(f"no folder {args.class_dir}: give the folder that holds the students' copies")
+        copies = sorted(os.path.join(args.class_dir, f) for f in os.listdir(args.class_dir) if f.endswith(".py"))
         if not copies:
-            raise FlamingoError(f"{a.class_dir} holds no .py file: put each student's copy of student.py there")
+            raise FlamingoError(f"{args.class_dir} holds no .py file: put each student's copy of student.py there")
         paths += copies
     paths = paths or [STUDENT]
     for path in paths:
         if not os.path.isfile(path):
             raise FlamingoError(f"no exercise file {path}: give the path of a copy of lessons/exercises/student.py")
-    names = [a.exercise] if a.exercise else list(EXERCISES)
-    if a.hint is not None:
-        print(hint(a.exercise, a.hint or None, paths[0]) + "\n")
-    records = grade.grade(paths, names, a.time_limit)
+    names = [args.exercise] if args.exercise else list(EXERCISES)
+    if args.hint is not None:
+        print(hint(args.exercise, args.hint or None, paths[0]) + "\n")
+    records = grade.grade(paths, names, args.time_limit)
     texts = {"csv": lambda: grade.to_csv(records, names), "json": lambda: json.dumps(records, indent=1) + "\n"}
     written = []
     for kind, path in outputs.items():
@@ -240,7 +240,7 @@ def cmd_check(a):
         if written:
             print(f"written {' and '.join(written)}", file=sys.stderr)
         return 0 if grade.finished(records, names) else 1
-    if len(records) == 1 and a.class_dir is None:   # a student checking their own work
+    if len(records) == 1 and args.class_dir is None:   # a student checking their own work
         if records[0]["error"]:
             raise FlamingoError(records[0]["error"])
         print(grade.one_file_table(records[0], names))
@@ -251,20 +251,20 @@ def cmd_check(a):
     return 0 if grade.finished(records, names) else 1
 
 
-def cmd_bench(a):
+def cmd_bench(args):
     from flamingo_min.lab import bench
     from flamingo_min.checkpoints import atomic_write, check_writable
-    check_writable(os.path.join(a.out, "bench.json"))
-    say = (lambda s: None) if a.json else (lambda s: print(f"  {s}", file=sys.stderr))
-    result = bench.run(pick_device(a.device), repeats=a.repeats, quick=a.quick, progress=say, compile=not a.no_compile,
-                       contend=not a.no_contention, profile_only=a.profile)
+    check_writable(os.path.join(args.out, "bench.json"))
+    say = (lambda s: None) if args.json else (lambda s: print(f"  {s}", file=sys.stderr))
+    result = bench.run(pick_device(args.device), repeats=args.repeats, quick=args.quick, progress=say, compile=not args.no_compile,
+                       contend=not args.no_contention, profile_only=args.profile)
     picture = bench.plot(result)
-    atomic_write(os.path.join(a.out, "bench.json"), json.dumps(result, indent=1).encode())
-    written = [f"{a.out}/bench.json"]
+    atomic_write(os.path.join(args.out, "bench.json"), json.dumps(result, indent=1).encode())
+    written = [f"{args.out}/bench.json"]
     if picture is not None:
-        atomic_write(os.path.join(a.out, "bench.png"), picture)
-        written.append(f"{a.out}/bench.png")
-    print(json.dumps(result, indent=1) if a.json else bench.table(result) + f"\nwritten {' and '.join(written)}")
+        atomic_write(os.path.join(args.out, "bench.png"), picture)
+        written.append(f"{args.out}/bench.png")
+    print(json.dumps(result, indent=1) if args.json else bench.table(result) + f"\nwritten {' and '.join(written)}")
 
 
 # --- the parser ------------------------------------------------------------------------------------------------------
@@ -420,11 +420,11 @@ def main(argv=None):
     """Run one command; returns the exit status. Bad flags exit with status 2 (argparse)."""
     from flamingo_min.distributed import launched
     from flamingo_min.errors import FlamingoError
-    a = parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
-        if launched() and a.cmd != "train":   # torchrun would run N copies of it, side by side
-            raise FlamingoError(f"only `train` runs under torchrun; run `python main.py {a.cmd} ...` as one process")
-        return a.fn(a) or 0
+        if launched() and args.cmd != "train":   # torchrun would run N copies of it, side by side
+            raise FlamingoError(f"only `train` runs under torchrun; run `python main.py {args.cmd} ...` as one process")
+        return args.fn(args) or 0
     except FlamingoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

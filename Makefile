@@ -12,9 +12,6 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
-	@# Every Python of .venv (lessons, your own scripts) lets idle OpenMP threads sleep soon: flamingo_min/__init__.py
-	echo 'import os; "OMP_WAIT_POLICY" in os.environ or os.environ.setdefault("GOMP_SPINCOUNT", "1000")' > \
-		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/flamingo_min_threads.pth"
 	touch $@
 
 train: $(VENV)/.installed      ## the reference run: three stages, then the few-shot evaluation (~15 min on 2 cores)

@@ -8,8 +8,11 @@ import json
 import os
 import sys
 import textwrap
+import time
 
-if "OMP_WAIT_POLICY" not in os.environ:  # before torch loads OpenMP: see flamingo_min/__init__.py
+# Idle OpenMP threads sleep soon, so that two jobs share a small machine; set before torch loads OpenMP, unless the
+# environment chose already (docs/performance.md: two jobs on one machine).
+if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 
@@ -80,7 +83,9 @@ def cmd_train(args):
         for stage in todo:
             if writes and stage_done(out, stage):
                 print(f"{stage}: finished in {out} already, reused (a new --out trains afresh)", file=sys.stderr)
-        times = {stage: run_stage(out, stage, cfg, args.seed, device)["elapsed"] for stage in todo}
+        from flamingo_min.lab.probes import copying   # the LM's copying, watched every 100 steps
+        times = {stage: run_stage(out, stage, cfg, args.seed, device, probe=copying if stage == "lm" else None)
+                 ["elapsed"] for stage in todo}
     finally:
         dist.teardown()
     if not writes:
@@ -91,6 +96,7 @@ def cmd_train(args):
 def finish_run(args, out, cfg, times, device):
     """The summary, plots and evaluation of a trained run (one process: under torchrun, rank 0 after the others)."""
     from flamingo_min.checkpoints import atomic_write
+    from flamingo_min.evaluate import evaluate
     from flamingo_min.lab import plots, probes, report
     from flamingo_min.runs import load_lm, load_run, read_metrics
     losses = {}
@@ -112,10 +118,23 @@ def finish_run(args, out, cfg, times, device):
             f"{k}: {probes.lm_concept_accuracy(lm, shots=k):.0%}" for k in (2, 4, 16)) + "; with lures (each "
             "other label's example shares the query's other word), by shots: " + ", ".join(
             f"{k}: {probes.lm_concept_accuracy(lm, shots=k, lures=True):.0%}" for k in (4, 16)))
+        watched = [m for m in metrics if m["stage"] == "lm" and "copy" in m]
+        if watched:
+            onset = probes.onset(watched)
+            print(f"  the LM's copying (4-shot concept binding, watched every 100 steps) appeared at step {onset}"
+                  if onset is not None else "  the LM's copying never appeared: retrain it longer "
+                  "(--set train.lm_steps=2500) or with another seed; docs/incontext.md")
+            atomic_write(os.path.join(out, "copying.png"), plots.copying(
+                {"seeds": {str(args.seed): {"onset": onset, "curve": [[m["step"], m["copy"]] for m in watched]}}}))
+        found = {"induction": probes.induction_scores(lm), "plain": probes.label_attention(lm, "plain", 16)}
+        atomic_write(os.path.join(out, "heads.png"), plots.heads(found))
+        print("  " + probes.describe_heads(found))
     if args.stage in (None, "flamingo") and not args.no_eval:
         model, cfg = load_run(out, device)
-        result, secs = report.timed_evaluate(model, cfg.data, cfg.train.eval_shots, cfg.train.eval_episodes,
-                                               args.seed, progress=lambda s: print(f"  eval {s}", file=sys.stderr))
+        started = time.perf_counter()
+        result = evaluate(model, cfg.data, cfg.train.eval_shots, cfg.train.eval_episodes, args.seed,
+                          progress=lambda s: print(f"  eval {s}", file=sys.stderr))
+        secs = time.perf_counter() - started
         report.write_report([result], out)
         print(f"  eval      {secs:7.1f} s\n\n{report.table(result)}")
         if args.preset == "quick":
@@ -125,13 +144,16 @@ def finish_run(args, out, cfg, times, device):
 
 
 def cmd_eval(args):
+    from flamingo_min.evaluate import evaluate
     from flamingo_min.lab import report
     from flamingo_min.runs import load_run
     model, cfg = load_run(args.run, pick_device(args.device))
     say = None if args.json else (lambda s: print(f"  eval {s}", file=sys.stderr))
     tasks = listed(args.tasks) if args.tasks else None
-    result, secs = report.timed_evaluate(model, cfg.data, listed(args.shots), args.episodes, args.seed, tasks,
-                                           args.beams, args.selection, progress=say)
+    started = time.perf_counter()
+    result = evaluate(model, cfg.data, listed(args.shots), args.episodes, args.seed, tasks, args.beams,
+                      args.selection, progress=say)
+    secs = time.perf_counter() - started
     written = report.write_report([result], args.run)
     print(json.dumps(result, indent=1) if args.json else
           report.table(result) + f"\n{secs:.1f} s; written {' and '.join(written)}")
@@ -172,7 +194,7 @@ def cmd_data(args):
     cfg = DataConfig()
     rng = random.Random(args.seed)
     scenes = [draw_scene(rng, count=1 if i < 24 else rng.randint(2, 4)) for i in range(32)]
-    images = render(scenes, cfg.image_size, torch.Generator().manual_seed(args.seed))
+    images = render(scenes, generator=torch.Generator().manual_seed(args.seed))
     docs = DocumentStream(cfg, args.seed)
     doc = next(docs[i] for i in range(100) if len(docs[i].images) >= 4)
     words = TOKENIZER.decode(doc.tokens).split()
@@ -193,6 +215,19 @@ def cmd_ablate(args):
     rows, text = ablate.run(args.out, args.preset, args.set, listed(args.only), args.seeds, pick_device(args.device),
                             say=lambda s: print(f"  {s}", file=sys.stderr))
     print(text + f"\nwritten {args.out}/ablations.json, ablations.md and ablations.png")
+
+
+def cmd_copying(args):
+    from flamingo_min.config import PRESETS
+    from flamingo_min.errors import ConfigError
+    from flamingo_min.lab import incontext
+    if args.preset not in PRESETS:
+        raise ConfigError(f"unknown preset {args.preset!r}: choose from {', '.join(PRESETS)}")
+    out = args.out or os.path.join("runs", "copying", args.preset)
+    seeds = [args.seed] if args.seed is not None else range(args.seeds)
+    result = incontext.run(out, args.preset, args.set, seeds, pick_device(args.device), args.episodes,
+                           args.probe_seed)
+    print(incontext.table(result) + f"\nwritten {out}/copying.json, copying.png and heads.png")
 
 
 def cmd_check(args):
@@ -302,8 +337,9 @@ def parser():
                            f"  {part + '.' + f.name:<28} {shown(f.default):<18} {describe(f)}"
                            for part, f in settable()))
     t.add_argument("--preset", default="default", choices=list(PRESETS),
-                   help="quick: ~2 min on 2 CPU cores; default: ~15 min, the reference run; video: the default plus "
-                   "clips (moving, growing, turning shapes) and the video tasks; large: one GPU (~6 min on an H200)")
+                   help="quick: every stage at toy speed, too few steps to learn; default: the reference run; video: "
+                   "the default plus clips (moving, growing, turning shapes) and the video tasks; large: one GPU "
+                   "(how long each takes: docs/performance.md)")
     t.add_argument("--out", help="run folder (default runs/PRESET)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set train.flamingo_steps=300 --set data.ways=4 (repeatable)")
@@ -359,6 +395,24 @@ def parser():
                     help="override a setting of every variant, as in train (repeatable)")
     ab.set_defaults(fn=cmd_ablate)
 
+    c = sub.add_parser("copying", parents=[device], help="the LM alone, several seeds: when in-context copying "
+                       "appears, and in which prompt forms it works",
+                       description="Trains the lm stage alone for seeds 0..N-1 (OUT/seedS, each a resumable run folder "
+                       "that `train --out` can finish), logging a 4-shot copying probe every 100 steps; then reads "
+                       "the LM's text-only concept binding in every binding format at 4 and 16 shots, and with "
+                       "lures. Prints each seed's onset step and probes, and writes copying.json, copying.png (the "
+                       "probe during training) and heads.png (which heads attend to the matching labels).")
+    c.add_argument("--preset", default="default", help="the configuration, as in train (default: default)")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, as in train (repeatable): e.g. train.lm_steps=2000")
+    c.add_argument("--seeds", type=whole(1), default=3, help="train seeds 0..N-1 (default 3)")
+    c.add_argument("--seed", type=whole(0), help="train this one seed instead (OUT then holds it alone)")
+    c.add_argument("--episodes", type=whole(1), default=150, help="episodes per probe (default 150)")
+    c.add_argument("--probe-seed", type=whole(0), default=0, help="the probes' episodes (default 0): choose a "
+                   "recipe on another seed's episodes than those you report")
+    c.add_argument("--out", help="output folder (default runs/copying/PRESET)")
+    c.set_defaults(fn=cmd_copying)
+
     d = sub.add_parser("data", parents=[seeded], help="a picture of the toy world and one interleaved document")
     d.add_argument("--out", default="runs/world.png", help="PNG path (default runs/world.png)")
     d.set_defaults(fn=cmd_data)
@@ -401,8 +455,8 @@ def parser():
                        "the training step again with every block compiled, the whole default recipe's training "
                        "time projected from a few real steps of each stage, eager and compiled, each stage's real "
                        "step split into data, forward, backward and optimiser, and two processes side by side "
-                       "(about 6 minutes on 2 CPU cores, most of it compiling and the two processes). --profile: the step split alone, "
-                       "with torch.profiler's operator table of the bridge's step (about a minute).")
+                       "(most of its time goes to compiling and to the two processes: docs/performance.md). "
+                       "--profile: the step split alone, with torch.profiler's operator table of the bridge's step.")
     b.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.png")
     b.add_argument("--repeats", type=whole(1), default=7, help="timed repeats per measurement (median)")
     b.add_argument("--quick", action="store_true", help="fewer scaling points")

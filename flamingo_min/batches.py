@@ -153,9 +153,9 @@ def batches(load, start, steps, device, workers=0):
     return (to_device(data, device) for data in loader)
 
 
-def data_workers(t, device):
+def data_workers(train_cfg, device):
     """train.data_workers, or where it is -1: none on the CPU, whose cores the step itself uses (one worker made a
     2-core machine's bridge step slower: docs/performance.md), and beside a GPU up to 6 of its cores."""
-    if t.data_workers >= 0:
-        return t.data_workers
+    if train_cfg.data_workers >= 0:
+        return train_cfg.data_workers
     return 0 if device.type == "cpu" else max(0, min(6, (os.cpu_count() or 1) - 2))

@@ -58,14 +58,16 @@ class MeanBridge(nn.Module):
         return rearrange(self.ln_out(x), "(b n) one d -> b n one d", b=features.shape[0])  # (B, N, 1, D)
 
 
-def make_bridge(m):
-    """The bridge model.resampler names, for a ModelConfig m."""
-    if m.resampler == "perceiver":
-        return PerceiverResampler(m.vision_width, m.d_model, m.latents, m.resampler_layers, m.n_heads, m.max_frames)
-    if m.resampler == "mlp":
-        return MLPBridge(m.vision_width, m.d_model, m.resampler_layers, m.max_frames)
-    if m.resampler == "transformer":
-        return TransformerBridge(m.vision_width, m.d_model, m.resampler_layers, m.n_heads, m.max_frames)
-    if m.resampler == "mean":
-        return MeanBridge(m.vision_width, m.d_model, m.max_frames)
-    raise ValueError(f"unknown model.resampler {m.resampler!r}: choose perceiver, mlp, transformer or mean")
+def make_bridge(model_cfg):
+    """The bridge model.resampler names, for a ModelConfig."""
+    if model_cfg.resampler == "perceiver":
+        return PerceiverResampler(model_cfg.vision_width, model_cfg.d_model, model_cfg.latents,
+                                  model_cfg.resampler_layers, model_cfg.n_heads, model_cfg.max_frames)
+    if model_cfg.resampler == "mlp":
+        return MLPBridge(model_cfg.vision_width, model_cfg.d_model, model_cfg.resampler_layers, model_cfg.max_frames)
+    if model_cfg.resampler == "transformer":
+        return TransformerBridge(model_cfg.vision_width, model_cfg.d_model, model_cfg.resampler_layers,
+                                 model_cfg.n_heads, model_cfg.max_frames)
+    if model_cfg.resampler == "mean":
+        return MeanBridge(model_cfg.vision_width, model_cfg.d_model, model_cfg.max_frames)
+    raise ValueError(f"unknown model.resampler {model_cfg.resampler!r}: choose perceiver, mlp, transformer or mean")

@@ -3,21 +3,23 @@
 Defaults are the CPU values of the `default` preset. A preset is a dict of overrides, keyed "part.field". Every field
 declares its allowed values beside its default (toy_data/settings.py); a Config is checked whole when it is built,
 so a bad setting stops with one message that names it, before any work starts.
+
+A setting is a field here only while a preset, an ablation, a lesson, a test or a documented experiment sets it; a value
+nothing changes is a named constant beside the code that reads it (train.py: the encoder's and the bridge's learning
+rates, weight decay, clipping; flamingo.py: FF_MULT; toy_data/shapes.py: IMAGE_SIZE, NOISE, COLOUR_JITTER;
+toy_data/documents.py: MAX_LEN, VIDEO_MAX_CLIPS).
 """
 import dataclasses
 import difflib
 from dataclasses import dataclass, field
 
 from toy_data import TOKENIZER, DataConfig
-from toy_data.documents import LONGEST_CHUNK
+from toy_data.documents import LONGEST_CHUNK, MAX_LEN
 from toy_data.formats import LONGEST as LONGEST_FORMAT
 from toy_data.settings import check, choice, describe, knob
 from toy_data.tasks import SHOTS, check_shots, shot_count
 
 from .errors import ConfigError
-
-
-BRIDGE = "flamingo"  # the stage that alone reads a setting marked stage=BRIDGE
 
 
 def _fixed(value):
@@ -35,19 +37,18 @@ class ModelConfig:
     embed_dim: int = knob(64, lo=1)         # contrastive space (stage `vision` only)
     # The bridge: read by the flamingo stage alone (stage="flamingo"), so the pretrained stages' checkpoints serve any
     # value of these (`python main.py ablate` trains one bridge per variant on one LM and one encoder).
-    latents: int = knob(8, lo=1, stage=BRIDGE)              # R visual tokens per image (64 in the paper)
-    resampler_layers: int = knob(2, lo=1, stage=BRIDGE)     # (6 in the paper)
-    max_frames: int = knob(1, lo=1, stage=BRIDGE)           # temporal embeddings: 1 for stills; the video preset 4
+    latents: int = knob(8, lo=1, stage="flamingo")          # R visual tokens per image (64 in the paper)
+    resampler_layers: int = knob(2, lo=1, stage="flamingo")  # (6 in the paper)
+    max_frames: int = knob(1, lo=1, stage="flamingo")       # temporal embeddings: 1 for stills; the video preset 4
     # What turns features into visual tokens: the Perceiver Resampler (R tokens), or one of the simpler bridges of
     # the paper's Table 3 (bridges.py): a per-feature MLP or a plain transformer (all S features), a mean (1 token).
-    resampler: str = choice("perceiver", ("perceiver", "mlp", "transformer", "mean"), stage=BRIDGE)
-    xattn_every: int = knob(1, lo=1, stage=BRIDGE)          # a gated layer before every LM block, as Flamingo-3B
-    xattn_offset: int = knob(0, lo=0, stage=BRIDGE)         # ... before blocks offset, offset + every, ...
-    xattn_ff_mult: int = knob(2, lo=1, stage=BRIDGE)
+    resampler: str = choice("perceiver", ("perceiver", "mlp", "transformer", "mean"), stage="flamingo")
+    xattn_every: int = knob(1, lo=1, stage="flamingo")      # a gated layer before every LM block, as Flamingo-3B
+    xattn_offset: int = knob(0, lo=0, stage="flamingo")     # ... before blocks offset, offset + every, ...
     # gated: tanh(alpha) gates (paper); ungated: the same layer added as a plain residual; vanilla: cross-attention
     # alone, ungated, with no feed-forward of its own (the original Transformer decoder's; xattn.py).
-    xattn_block: str = choice("gated", ("gated", "ungated", "vanilla"), stage=BRIDGE)
-    only_immediate: bool = knob(True, stage=BRIDGE)          # text attends to the immediately preceding image only
+    xattn_block: str = choice("gated", ("gated", "ungated", "vanilla"), stage="flamingo")
+    only_immediate: bool = knob(True, stage="flamingo")      # text attends to the immediately preceding image only
     # The vocabulary (toy_data/vocab.py): its size, and the special tokens the model treats specially.
     vocab_size: int = _fixed(len(TOKENIZER))
     pad_id: int = _fixed(TOKENIZER.pad_id)
@@ -90,38 +91,33 @@ class TrainConfig:
     lm_lr: float = knob(3e-3, lo=1e-6, hi=1, stage="lm")
     vision_steps: int = knob(800, lo=1, stage="vision")  # 500: a seed in 3 read held-out shapes badly (docs/recipe.md)
     vision_batch: int = knob(128, lo=8, stage="vision")  # a multiple of 4: a quarter pairs, a quarter twins, ...
-    vision_lr: float = knob(2e-3, lo=1e-6, hi=1, stage="vision")
     # The minimal-pair twins and colourless pairs of the vision stage's batches (train.py); false: random pairs only.
     vision_hard_pairs: bool = knob(True, stage="vision")
-    flamingo_steps: int = knob(1200, lo=1, stage=BRIDGE)
-    doc_batch: int = knob(32, lo=1, stage=BRIDGE)       # interleaved documents per update
-    pair_batch: int = knob(32, lo=1, stage=BRIDGE)      # image-caption pairs per update
-    video_batch: int = knob(16, lo=1, stage=BRIDGE)     # clip samples per update (toy_data/documents.py: VideoStream)
-    doc_weight: float = knob(1.0, lo=0, stage=BRIDGE)   # the paper's lambda_m: M3W 1.0, pairs 0.2; 0 leaves one out
-    pair_weight: float = knob(0.2, lo=0, stage=BRIDGE)
+    flamingo_steps: int = knob(1200, lo=1, stage="flamingo")
+    doc_batch: int = knob(32, lo=1, stage="flamingo")   # interleaved documents per update
+    pair_batch: int = knob(32, lo=1, stage="flamingo")  # image-caption pairs per update
+    video_batch: int = knob(16, lo=1, stage="flamingo")  # clip samples per update (toy_data/documents.py: VideoStream)
+    doc_weight: float = knob(1.0, lo=0, stage="flamingo")  # the paper's lambda_m: M3W 1.0, pairs 0.2; 0 leaves one out
+    pair_weight: float = knob(0.2, lo=0, stage="flamingo")
     # The paper weighs its video-text pairs 0.03, beside 27M of them; our toy stream has to teach every event word's
     # visual meaning in a few hundred updates, so the video preset weighs it as the documents (our choice). 0: no clips.
-    video_weight: float = knob(0.0, lo=0, stage=BRIDGE)
+    video_weight: float = knob(0.0, lo=0, stage="flamingo")
     # accumulate: every update sums each dataset's weighted loss (paper); round_robin: one dataset per update, in turn.
-    mixing: str = choice("accumulate", ("accumulate", "round_robin"), stage=BRIDGE)
+    mixing: str = choice("accumulate", ("accumulate", "round_robin"), stage="flamingo")
     # frozen: the pretrained LM, frozen (paper); finetune: the pretrained LM trained with the bridge; scratch: a
     # freshly initialised LM trained with the bridge (no `lm` stage).
-    lm_mode: str = choice("frozen", ("frozen", "finetune", "scratch"), stage=BRIDGE)
+    lm_mode: str = choice("frozen", ("frozen", "finetune", "scratch"), stage="flamingo")
     # pretrained: the contrastive `vision` stage's encoder (paper); random: the same CNN frozen at initialisation.
-    vision_mode: str = choice("pretrained", ("pretrained", "random"), stage=BRIDGE)
-    flamingo_lr: float = knob(2e-3, lo=1e-6, hi=1, stage=BRIDGE)
-    gate_lr_mult: float = knob(10.0, lo=1e-3, stage=BRIDGE)  # the tanh gates' learning rate over flamingo_lr
+    vision_mode: str = choice("pretrained", ("pretrained", "random"), stage="flamingo")
     warmup: int = knob(50, lo=0)
     # The paper keeps the bridge's learning rate constant after warm-up, over runs far longer than ours. Ending our
     # 1200 steps on the pretraining stages' short cosine cool-down steadies the bridge across seeds
     # (docs/recipe.md); false gives the paper's schedule.
-    flamingo_cool_down: bool = knob(True, stage=BRIDGE)
-    weight_decay: float = knob(0.0, lo=0)   # the paper uses 0 for the resampler; we use 0 for every stage
-    clip: float = knob(1.0, lo=1e-6)
+    flamingo_cool_down: bool = knob(True, stage="flamingo")
     # torch.compile of the repeated blocks (train.compile_blocks): the same numbers within float tolerance. Off by
-    # default: on the 2-core CPU the recipe's steps ran 0.90-1.04x eager after 72 s of compiling, 0.86x in all
-    # (docs/performance.md). reduce-overhead adds CUDA graphs, for a GPU step bound by kernel launches. Not part
-    # of a checkpoint's identity: a run may resume with another value.
+    # default: on a 2-core CPU it does not pay for its compile time within one run (docs/performance.md).
+    # reduce-overhead adds CUDA graphs, for a GPU step bound by kernel launches. Not part of a checkpoint's identity:
+    # a run may resume with another value.
     compile: str = choice("off", ("off", "default", "reduce-overhead"), runtime=True)
     # Processes that draw the coming steps' batches while this one trains (batches.batches); -1: none on the CPU, up to
     # 6 beside a GPU. The same batches whatever the number. Not part of a checkpoint's identity.
@@ -152,21 +148,24 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
-        m, d = self.model, self.data
-        for name in ("text_len", "max_len"):
-            if getattr(d, name) > m.context:
-                raise ValueError(f"data.{name}={getattr(d, name)} exceeds model.context={m.context}: raise "
-                                 f"model.context or lower data.{name}")
-        if self.train.video_weight > 0 and m.max_frames < d.clip_frames:
+        model_cfg, data_cfg = self.model, self.data
+        if data_cfg.text_len > model_cfg.context:
+            raise ValueError(f"data.text_len={data_cfg.text_len} exceeds model.context={model_cfg.context}: raise "
+                             "model.context or lower data.text_len")
+        if MAX_LEN > model_cfg.context:
+            raise ValueError(f"model.context={model_cfg.context} is shorter than a document or a pair ({MAX_LEN} "
+                             f"tokens, padding included: toy_data/documents.py): give at least {MAX_LEN}")
+        if self.train.video_weight > 0 and model_cfg.max_frames < data_cfg.clip_frames:
             raise ValueError(f"train.video_weight={self.train.video_weight} trains on clips of data.clip_frames="
-                             f"{d.clip_frames} frames but model.max_frames={m.max_frames} gives only that many "
-                             f"temporal embeddings: set model.max_frames={d.clip_frames} (or use --preset video)")
+                             f"{data_cfg.clip_frames} frames but model.max_frames={model_cfg.max_frames} gives only "
+                             f"that many temporal embeddings: set model.max_frames={data_cfg.clip_frames} (or use "
+                             "--preset video)")
         most = max(shot_count(s) for s in check_shots(self.train.eval_shots))
         need = 1 + (most + 1) * PROMPT_CHUNK
-        if need > m.context:
+        if need > model_cfg.context:
             raise ValueError(f"train.eval_shots asks for {most}-shot prompts of up to {need} tokens but "
-                             f"model.context={m.context}: use at most {fitting_shots(m.context)} shots or raise "
-                             "model.context")
+                             f"model.context={model_cfg.context}: use at most {fitting_shots(model_cfg.context)} "
+                             "shots or raise model.context")
 
 
 PROMPT_CHUNK = max(LONGEST_CHUNK, LONGEST_FORMAT)   # the longest chunk of any evaluation prompt
@@ -178,15 +177,21 @@ def fitting_shots(context):
 
 
 PRESETS = {
-    # Tests and classroom demos: every stage and the evaluation in about 2 minutes on 2 CPU cores.
+    # Tests and classroom demos: every stage and the evaluation, too short to learn (its time: docs/performance.md).
     "quick": {"train.lm_steps": 150, "train.vision_steps": 80, "train.flamingo_steps": 150,
               "train.eval_episodes": 24, "train.ckpt_every": 50, "train.vision_batch": 64},
-    # The reference run: about 15 minutes on 2 CPU cores (docs/results.md).
+    # The reference run (its scores: docs/results.md; its time: docs/performance.md).
     "default": {},
     # Stills and clips (toy_data/clips.py): the default recipe plus a video stream in the bridge's mixture, clip
     # captions in the LM's text, and the video tasks in the evaluation.
     "video": {"model.max_frames": 4, "train.video_weight": 1.0,
               "data.text_mix": ("caption", "qa", "bind", "bind", "concept", "concept", "infer", "event")},
+    # Binding in many surface forms: the LM reads concept binding in four forms, twice as often, for 2500 steps,
+    # and the binding documents use the same four; `both`, `aside` and `late` stay held out. Held-out forms bind
+    # far better than the default's, at the cost of a longer LM stage (docs/incontext.md).
+    "forms": {"train.lm_steps": 2500, "data.text_formats": ("plain", "after", "before", "two"),
+              "data.bind_formats": ("plain", "after", "before", "two"),
+              "data.text_mix": ("caption", "qa", "bind", "bind", "concept", "concept", "concept", "concept", "infer")},
     # One consumer GPU: wider, deeper, longer.
     "large": {"model.d_model": 256, "model.n_layers": 6, "model.n_heads": 8, "model.vision_width": 128,
               "model.latents": 16, "model.resampler_layers": 3, "train.lm_steps": 3000, "train.lm_batch": 64,
@@ -261,24 +266,15 @@ def to_dict(cfg):
     return dataclasses.asdict(cfg)
 
 
-# Settings that only said how to run (never what a run computes) and are gone: a recorded one is dropped.
-GONE = {"train": ("fixed_shapes",)}
-
-
-def upgrade(d):
-    """A recorded configuration with every setting it predates added at the value that reproduces it (a field's
-    `legacy`): a run made before data.text_formats existed was made with plain binding text only."""
-    d = {part: dict(d.get(part, {})) for part in PARTS}
-    for part, names in GONE.items():
-        for name in names:
-            d[part].pop(name, None)
-    for part, f in settable():
-        if "legacy" in f.metadata:
-            d[part].setdefault(f.name, f.metadata["legacy"])
-    return d
-
-
-def from_dict(d):
-    """The Config a checkpoint or config.json recorded (lists back to tuples). Raises ConfigError."""
-    return build({part: {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-                  for part, values in upgrade(d).items()})
+def from_dict(record):
+    """The Config a checkpoint or config.json recorded, every field of it (lists back to tuples). Raises ConfigError,
+    which names the settings the record and this code do not share: another version of the code wrote it."""
+    known = {part: {f.name for f in dataclasses.fields(cls)} for part, cls in PARTS.items()}
+    unknown = [f"{part}.{k}" for part in PARTS for k in record.get(part, {}) if k not in known[part]]
+    missing = [f"{part}.{k}" for part in PARTS for k in sorted(known[part]) if k not in record.get(part, {})]
+    if unknown or missing:
+        raise ConfigError("it was written by another version of the code: " + "; ".join(
+            f"{what} {', '.join(names)}" for what, names in (("this code has no", unknown), ("it lacks", missing))
+            if names))
+    return build({part: {k: tuple(v) if isinstance(v, list) else v for k, v in record.get(part, {}).items()}
+                  for part in PARTS})

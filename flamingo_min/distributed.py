@@ -71,9 +71,10 @@ def barrier():
 def check_batches(cfg):
     """A ConfigError unless every per-step batch splits evenly over the ranks."""
     n = world()
-    t = cfg.train
-    sizes = {"train.lm_batch": t.lm_batch, "train.vision_batch": t.vision_batch // 4, "train.doc_batch": t.doc_batch,
-             "train.pair_batch": t.pair_batch, "train.video_batch": t.video_batch}
+    train_cfg = cfg.train
+    sizes = {"train.lm_batch": train_cfg.lm_batch, "train.vision_batch": train_cfg.vision_batch // 4,
+             "train.doc_batch": train_cfg.doc_batch, "train.pair_batch": train_cfg.pair_batch,
+             "train.video_batch": train_cfg.video_batch}
     for name, size in sizes.items():
         if size % n:
             what = "a quarter of " + name if name == "train.vision_batch" else name

@@ -97,10 +97,10 @@ def episodes_for(task, n, data_cfg, seed, pool_size=32):
 
 def episode_images(ep, data_cfg, device=None):
     """Every picture of an episode, the pool's then the query's: (P+1, 3, H, W), or (P+1, F, 3, H, W) for clips, from
-    the episode's own seed and with the training data's noise and colour jitter; drawn on `device`."""
-    return render_media([x.scene for x in ep.pool] + [ep.query.scene], data_cfg.image_size,
-                        torch.Generator().manual_seed(ep.seed), colour_jitter=data_cfg.colour_jitter,
-                        noise=data_cfg.noise, device=device)
+    the episode's own seed, drawn as the training streams draw theirs (toy_data/shapes.py: IMAGE_SIZE, NOISE,
+    COLOUR_JITTER), on `device`."""
+    return render_media([x.scene for x in ep.pool] + [ep.query.scene], generator=torch.Generator().manual_seed(ep.seed),
+                        device=device)
 
 
 @torch.no_grad()

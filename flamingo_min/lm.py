@@ -77,6 +77,14 @@ class SelfAttention(nn.Module):
         self.smear = nn.Parameter(torch.zeros(n_heads, 1, 1))  # sigmoid(0) = 0.5: half the previous key
 
     def forward(self, x, rope, prev_same, mask, cache=None, layer=0):
+        q, k, v = self.project(x, rope, prev_same, cache, layer)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        return self.out(rearrange(y, "b h t d -> b t (h d)"))
+
+    def project(self, x, rope, prev_same, cache=None, layer=0):
+        """Queries, keys (rotated, smeared, cached ones first) and values, each (B, H, T or P+T, Dh). Apart from
+        `forward` so that a probe can recompute the attention weights softmax(q k^T / sqrt(Dh)) that the fused
+        kernel never shows (flamingo_min/lab/probes.py)."""
         q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.n_heads)
         prev = k[:, :, :-1]                                                   # (B, H, T-1, Dh): key of t-1
         cached = cache.last_key[layer] if cache is not None else None
@@ -90,8 +98,7 @@ class SelfAttention(nn.Module):
                 k = torch.cat([cache.keys[layer], k], dim=2)                  # (B, H, P+T, Dh)
                 v = torch.cat([cache.values[layer], v], dim=2)
             cache.keys[layer], cache.values[layer], cache.last_key[layer] = k, v, k_raw[:, :, -1:]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
-        return self.out(rearrange(y, "b h t d -> b t (h d)"))
+        return q, k, v
 
 
 class Block(nn.Module):

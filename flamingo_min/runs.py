@@ -18,7 +18,7 @@ from toy_data import TextCorpus
 from toy_data.documents import collate
 
 from .checkpoints import check_writable, load_checkpoint, write_text
-from .config import from_dict, settable, to_dict, upgrade
+from .config import from_dict, settable, to_dict
 from .errors import CheckpointError, ConfigError
 from .flamingo import Flamingo
 from .lm import LM
@@ -34,12 +34,12 @@ def ckpt_path(run, stage):
 def stages(cfg):
     """The stages this configuration trains, in order: no `lm` stage for an LM trained from scratch inside the bridge's
     stage, no `vision` stage for a randomly initialised encoder."""
-    t = cfg.train
-    return [s for s in STAGES if not (s == "lm" and t.lm_mode == "scratch" or
-                                      s == "vision" and t.vision_mode == "random")]
+    return [s for s in STAGES if not (s == "lm" and cfg.train.lm_mode == "scratch" or
+                                      s == "vision" and cfg.train.vision_mode == "random")]
 
 
 def stage_done(run, stage):
+    """Has `run` a checkpoint of `stage` that marks it finished? (finished_checkpoint reads it, checked.)"""
     path = ckpt_path(run, stage)
     return os.path.exists(path) and load_checkpoint(path)["done"]
 
@@ -50,22 +50,22 @@ DEPENDS = {"lm": {"lm"}, "vision": {"vision"}, "flamingo": set(STAGES)}
 
 def _comparable(cfg_dict, stage):
     """The settings a stage's checkpoint depends on: all but evaluation settings and those only other stages read."""
-    d = json.loads(json.dumps(upgrade(cfg_dict)))  # tuples -> lists, as they come back from a checkpoint
+    settings = json.loads(json.dumps(cfg_dict))  # tuples -> lists, as they come back from a checkpoint
     for part, f in settable():
         reader = f.metadata.get("stage")
         if (reader and reader not in DEPENDS[stage]) or f.name in ("eval_episodes", "eval_shots") or \
                 f.metadata.get("runtime"):
-            d.get(part, {}).pop(f.name, None)
-    return d
+            settings.get(part, {}).pop(f.name, None)
+    return settings
 
 
 def check_config(saved, cfg, path, stage="flamingo"):
     """A CheckpointError if a checkpoint of `stage` was made with a configuration that differs in anything the stage
     depends on (for the `lm` and `vision` stages, the bridge's settings do not count)."""
-    a, b = _comparable(saved, stage), _comparable(to_dict(cfg), stage)
-    keys = {(part, k) for d in (a, b) for part in d for k in d[part]}  # a setting this code no longer has counts too
-    diffs = [f"{part}.{k}: {a.get(part, {}).get(k)!r} in the checkpoint, {b.get(part, {}).get(k)!r} now"
-             for part, k in sorted(keys) if a.get(part, {}).get(k) != b.get(part, {}).get(k)]
+    then, now = _comparable(saved, stage), _comparable(to_dict(cfg), stage)
+    keys = {(part, k) for d in (then, now) for part in d for k in d[part]}  # a setting this code lacks counts too
+    diffs = [f"{part}.{k}: {then.get(part, {}).get(k)!r} in the checkpoint, {now.get(part, {}).get(k)!r} now"
+             for part, k in sorted(keys) if then.get(part, {}).get(k) != now.get(part, {}).get(k)]
     if diffs:
         raise CheckpointError(f"{path} was made with a different configuration ({'; '.join(diffs)}). Use a new "
                               "--out folder, or the same --preset and --set values that made this run (see "
@@ -111,11 +111,11 @@ def trim_metrics(run, stage, step):
     write_text("".join(json.dumps(m) + "\n" for m in keep), os.path.join(run, "metrics.jsonl"))
 
 
-def make_lm(m):
-    return LM(m.vocab_size, m.d_model, m.n_layers, m.n_heads, m.context)
+def make_lm(model_cfg):
+    return LM(model_cfg.vocab_size, model_cfg.d_model, model_cfg.n_layers, model_cfg.n_heads, model_cfg.context)
 
 
-def finished(run, stage, cfg):
+def finished_checkpoint(run, stage, cfg):
     """The checkpoint of a finished stage of `run`, checked against cfg; a CheckpointError that says what to run
     otherwise."""
     path = ckpt_path(run, stage)
@@ -130,7 +130,7 @@ def finished(run, stage, cfg):
 def load_lm(run, cfg):
     """The pretrained, frozen LM of a run's finished `lm` stage."""
     lm = make_lm(cfg.model)
-    lm.load_state_dict(finished(run, "lm", cfg)["model"])
+    lm.load_state_dict(finished_checkpoint(run, "lm", cfg)["model"])
     return lm.eval().requires_grad_(False)
 
 
@@ -141,7 +141,7 @@ def build_flamingo(run, cfg, device):
     if cfg.train.lm_mode != "scratch":
         model.lm.load_state_dict(load_lm(run, cfg).state_dict())
     if cfg.train.vision_mode == "pretrained":
-        encoder = finished(run, "vision", cfg)["model"]
+        encoder = finished_checkpoint(run, "vision", cfg)["model"]
         model.vision.load_state_dict({k[len("vision."):]: v for k, v in encoder.items() if k.startswith("vision.")})
     model.reset_new_embeddings()
     model.calibrate(collate([TextCorpus(cfg.data, seed=-1)[i] for i in range(16)])[0])  # fixed text, not training data

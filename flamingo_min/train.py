@@ -53,6 +53,14 @@ from .resampler import ResamplerLayer
 from .runs import STAGES, build_flamingo, check_config, ckpt_path, log_metrics, make_lm, trim_metrics
 from .xattn import GatedCrossAttention
 
+# The optimiser's settings that no experiment changes.
+VISION_LR = 2e-3       # the contrastive encoder's learning rate (the LM's is train.lm_lr)
+FLAMINGO_LR = 2e-3     # the bridge's learning rate
+GATE_LR_MULT = 10.0    # the tanh gates' learning rate over FLAMINGO_LR: at toy scale they would barely open otherwise
+WEIGHT_DECAY = 0.0     # the paper uses 0 for the resampler; we use 0 for every stage
+GRAD_CLIP = 1.0        # the global gradient norm is clipped to 1 (paper App. B.1.2)
+
+
 # --- losses and batches ------------------------------------------------------------------------------------------
 def token_losses(logits, ids):
     """Cross-entropy of every next-token prediction, in fp32: logits (B, T, V), ids (B, T) -> (B, T-1), where
@@ -67,15 +75,15 @@ def next_token_loss(logits, ids, loss_mask, reduction="mean"):
     return total if reduction == "sum" else total / loss_mask[:, 1:].sum()
 
 
-def visual_tokens(model, b):
+def visual_tokens(model, batch):
     """Every picture of a Bridge batch encoded and resampled once, laid out in its row's slots: (B, N, R, D), zeros
     in the slots of rows with fewer pictures (no `<image>` tag names them, so nothing reads them)."""
     grid = None
-    for pictures, slots in zip(b.pictures, b.slots):
+    for pictures, slots in zip(batch.pictures, batch.slots):
         tokens = model.perceive(model.encode(pictures[None]))[0]                         # (n, R, D)
-        grid = tokens.new_zeros(len(b.ids) * b.n_slots, *tokens.shape[1:]) if grid is None else grid
+        grid = tokens.new_zeros(len(batch.ids) * batch.n_slots, *tokens.shape[1:]) if grid is None else grid
         grid = grid.index_copy(0, slots, tokens)
-    return rearrange(grid, "(b n) r d -> b n r d", b=len(b.ids))
+    return rearrange(grid, "(b n) r d -> b n r d", b=len(batch.ids))
 
 
 def mean_loss(total, scored):
@@ -98,22 +106,24 @@ class Stage:
 
 def setup_lm(run, cfg, device, seed):
     model = make_lm(cfg.model).to(device)
-    corpus, t = TextCorpus(cfg.data, seed), cfg.train
+    corpus, train_cfg = TextCorpus(cfg.data, seed), cfg.train
 
     def load(step, device):
-        return to_device(text_batch(corpus, step, t.lm_batch), device)   # packed text: every row is full
+        return to_device(text_batch(corpus, step, train_cfg.lm_batch), device)   # packed text: every row is full
 
     def step_loss(data):
         ids, mask = data
         return mean_loss(next_token_loss(model(ids), ids, mask, "sum"), mask[:, 1:].sum()), {}
 
-    return Stage(model, [{"params": list(model.parameters()), "lr": t.lm_lr}], load, step_loss, t.lm_steps)
+    return Stage(model, [{"params": list(model.parameters()), "lr": train_cfg.lm_lr}], load, step_loss,
+                 train_cfg.lm_steps)
 
 
 def setup_vision(run, cfg, device, seed):
-    m = cfg.model
-    model = ContrastiveModel(m.vocab_size, m.vision_width, m.embed_dim, m.pad_id).to(device)
-    pairs, t = PairStream(cfg.data, seed), cfg.train
+    model_cfg, train_cfg = cfg.model, cfg.train
+    model = ContrastiveModel(model_cfg.vocab_size, model_cfg.vision_width, model_cfg.embed_dim,
+                             model_cfg.pad_id).to(device)
+    pairs = PairStream(cfg.data, seed)
 
     def load(step, device):
         # A quarter random pairs, a quarter their minimal-pair twins (one attribute changed: hard negatives), half
@@ -121,10 +131,10 @@ def setup_vision(run, cfg, device, seed):
         # Without train.vision_hard_pairs, random pairs only (an ablation: the shortcut the hard pairs remove).
         # Under torchrun each process draws the pictures of its slice of every kind; the captions of the whole batch
         # are cheap, and every process reads them all, in the order the processes' images are gathered in.
-        q = t.vision_batch // 4
+        q = train_cfg.vision_batch // 4
         quarter = range(step * q, (step + 1) * q)
         grey = range(step * 2 * q, (step + 1) * 2 * q)
-        kinds = (("pair", quarter), ("twin", quarter), ("grey", grey)) if t.vision_hard_pairs else \
+        kinds = (("pair", quarter), ("twin", quarter), ("grey", grey)) if train_cfg.vision_hard_pairs else \
             (("pair", range(step * 4 * q, (step + 1) * 4 * q)),)
         with record_function("data/draft"):
             drafts = [[pairs.draft(i, kind) for kind, span in kinds for i in dist.shard(span, r)]
@@ -139,16 +149,17 @@ def setup_vision(run, cfg, device, seed):
         loss = model.loss(*data, gather=dist.gather)
         return loss, {"temperature": 1 / model.logit_scale.detach().exp()}
 
-    return Stage(model, [{"params": list(model.parameters()), "lr": t.vision_lr}], load, step_loss, t.vision_steps)
+    return Stage(model, [{"params": list(model.parameters()), "lr": VISION_LR}], load, step_loss,
+                 train_cfg.vision_steps)
 
 
 def datasets(cfg, seed):
     """The bridge's datasets, name -> (stream, batch size, lambda): interleaved documents, image-caption pairs and
     clips with text; a dataset of weight 0 is left out (the clips, but for the video preset)."""
-    t, d = cfg.train, cfg.data
-    every = {"doc": (DocumentStream(d, seed), t.doc_batch, t.doc_weight),
-             "pair": (PairStream(d, seed + 1), t.pair_batch, t.pair_weight),
-             "video": (VideoStream(d, seed + 2), t.video_batch, t.video_weight)}
+    train_cfg, data_cfg = cfg.train, cfg.data
+    every = {"doc": (DocumentStream(data_cfg, seed), train_cfg.doc_batch, train_cfg.doc_weight),
+             "pair": (PairStream(data_cfg, seed + 1), train_cfg.pair_batch, train_cfg.pair_weight),
+             "video": (VideoStream(data_cfg, seed + 2), train_cfg.video_batch, train_cfg.video_weight)}
     return {name: v for name, v in every.items() if v[2] > 0}
 
 
@@ -161,33 +172,32 @@ def flamingo_parameters(model, cfg):
 
 def setup_flamingo(run, cfg, device, seed):
     model = build_flamingo(run, cfg, device)
-    data, t = datasets(cfg, seed), cfg.train
-
+    data, train_cfg = datasets(cfg, seed), cfg.train
     names = list(data)
 
     def load(step, device):
         # round_robin: only dataset step % n, which then sees 1/n of the updates (and of the samples)
-        chosen = names if t.mixing == "accumulate" else [names[step % len(names)]]
+        chosen = names if train_cfg.mixing == "accumulate" else [names[step % len(names)]]
         return bridge_batch({name: data[name] for name in chosen}, step, device)
 
-    def step_loss(b):  # one forward over every dataset's rows: the datasets' weighted mean losses, summed
-        logits = model(b.ids, media=visual_tokens(model, b))
-        per_dataset = (b.share[:, :, 1:] * token_losses(logits, b.ids)).sum((1, 2))      # (D,): each one's mean
-        return (b.weights * per_dataset).sum(), {**{f"loss_{name}": loss for name, loss in
-                                                     zip(b.datasets, per_dataset.detach())}, **model.gate_values()}
+    def step_loss(batch):  # one forward over every dataset's rows: the datasets' weighted mean losses, summed
+        logits = model(batch.ids, media=visual_tokens(model, batch))
+        per_dataset = (batch.share[:, :, 1:] * token_losses(logits, batch.ids)).sum((1, 2))   # (D,): each one's mean
+        return (batch.weights * per_dataset).sum(), {**{f"loss_{name}": loss for name, loss in
+                                                         zip(batch.datasets, per_dataset.detach())},
+                                                      **model.gate_values()}
 
     # The gates start at 0, so nothing behind them gets a gradient until they move, and Adam moves a scalar by about
     # lr per step: at toy scale (hundreds of steps, not the paper's 500k) they would barely open. The gate scalars
-    # alone get a larger learning rate (train.gate_lr_mult); they still start at exactly 0, so the model still starts
+    # alone get a larger learning rate (GATE_LR_MULT); they still start at exactly 0, so the model still starts
     # as the LM.
     named = flamingo_parameters(model, cfg)
     for _, p in named:
         p.requires_grad_(True)  # the LM's too where train.lm_mode trains it
     gates = [p for n, p in named if n.endswith(("alpha_xattn", "alpha_dense"))]
     rest = [p for n, p in named if not n.endswith(("alpha_xattn", "alpha_dense"))]
-    groups = [{"params": rest, "lr": t.flamingo_lr},
-              {"params": gates, "lr": t.flamingo_lr * t.gate_lr_mult, "weight_decay": 0.0}]
-    return Stage(model, groups, load, step_loss, t.flamingo_steps, t.flamingo_cool_down)
+    groups = [{"params": rest, "lr": FLAMINGO_LR}, {"params": gates, "lr": FLAMINGO_LR * GATE_LR_MULT}]
+    return Stage(model, groups, load, step_loss, train_cfg.flamingo_steps, train_cfg.flamingo_cool_down)
 
 
 SETUP = {"lm": setup_lm, "vision": setup_vision, "flamingo": setup_flamingo}
@@ -228,11 +238,15 @@ class Objective(torch.nn.Module):
         return self.step_loss(data)
 
 
-def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True, stop_after=None):
+def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True, stop_after=None, probe=None,
+              probe_every=100):
     """Train one stage to its end, resuming from its checkpoint if there is one. Returns its final checkpoint dict.
 
     Under torchrun every process runs this; rank 0 alone writes the checkpoint and the log (distributed.py).
     stop_after: stop (without marking the stage done) once this many steps are finished; tests use it.
+    probe: model -> {name: float}, measured on rank 0 at every logged step that is a multiple of probe_every (and
+    the last), and logged beside the loss: how the caller watches a skill appear (the LM's copying: main.py passes
+    lab.probes.copying). It must not touch the global random state, so a probed run trains the same numbers.
     """
     path = ckpt_path(run, stage)
     saved = load_checkpoint(path) if os.path.exists(path) else None
@@ -248,7 +262,7 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         compile_blocks(model, t.compile)
     objective = dist.wrap(Objective(model, s.loss), device)
     # One fused kernel for every parameter's update (no per-parameter loop, no step counter read on the host).
-    opt = torch.optim.AdamW(s.groups, betas=(0.9, 0.95), weight_decay=t.weight_decay, fused=True)
+    opt = torch.optim.AdamW(s.groups, betas=(0.9, 0.95), weight_decay=WEIGHT_DECAY, fused=True)
     base_lr = [g["lr"] for g in s.groups]
     params = [p for g in opt.param_groups for p in g["params"]]
     start, elapsed = 0, 0.0
@@ -304,7 +318,7 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         losses[step] = reported[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        norms[step] = torch.nn.utils.clip_grad_norm_(params, t.clip)
+        norms[step] = torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
         opt.step()
         logged = step % t.log_every == 0 or step == steps - 1
         if logged:
@@ -312,8 +326,10 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         if logged and main:
             values = reported.tolist()
             bar.set_postfix(loss=f"{values[0]:.3f}")
+            seen = probe(model) if probe is not None and (step % probe_every == 0 or step == steps - 1) else {}
             log_metrics(run, {"stage": stage, "step": step, "loss": values[0], "lr": base_lr[0] * frac,
-                              "time": round(elapsed + time.perf_counter() - t0, 2), **dict(zip(extra, values[1:]))})
+                              "time": round(elapsed + time.perf_counter() - t0, 2), **dict(zip(extra, values[1:])),
+                              **seen})
         if stop_after is not None and step + 1 >= stop_after:
             break
         if (step + 1) % t.ckpt_every == 0 and step + 1 < steps:

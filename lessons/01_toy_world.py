@@ -9,12 +9,13 @@
 # document, and the held-out colour x shape combinations that no training stream ever shows.
 
 # %%
+import own_checkout  # noqa: F401  (first, before torch: this checkout's code, idle threads that sleep soon)
+
 import os
 import random
 
 import torch
 
-import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed
 from lessons import wrap_up
 from toy_data import COLOURS, HELD_OUT, SHAPES, TOKENIZER, DataConfig, DocumentStream, render

@@ -6,11 +6,12 @@
 # before it, 0 if none. Exercise `phi` asks you to write it.
 
 # %%
+import own_checkout  # noqa: F401  (first, before torch: this checkout's code, idle threads that sleep soon)
+
 import os
 
 import torch
 
-import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed
 from lessons import wrap_up
 from lessons.exercises import use

@@ -9,13 +9,14 @@
 # what it learnt, including on colour x shape combinations it never saw.
 
 # %%
+import own_checkout  # noqa: F401  (first, before torch: this checkout's code, idle threads that sleep soon)
+
 import os
 import random
 
 import torch
 import torch.nn.functional as F
 
-import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min.encoder import ContrastiveModel
 from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed
 from flamingo_min.train import caption_ids

@@ -9,13 +9,14 @@
 # This lesson also shows, once, the plain attention math that `F.scaled_dot_product_attention` computes for us.
 
 # %%
+import own_checkout  # noqa: F401  (first, before torch: this checkout's code, idle threads that sleep soon)
+
 import os
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed
 from flamingo_min.resampler import PerceiverResampler
 from lessons import wrap_up

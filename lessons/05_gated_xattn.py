@@ -12,11 +12,12 @@
 # the layer, including the case the paper leaves open: a text token with no image before it.
 
 # %%
+import own_checkout  # noqa: F401  (first, before torch: this checkout's code, idle threads that sleep soon)
+
 import os
 
 import torch
 
-import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min import Flamingo, cross_attention_mask
 from flamingo_min.config import ModelConfig
 from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed

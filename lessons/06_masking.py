@@ -6,11 +6,12 @@
 # "attend to all previous images" scored lower (63.5 vs 70.7). Exercise `cross_attention_mask` asks you to build both.
 
 # %%
+import own_checkout  # noqa: F401  (first, before torch: this checkout's code, idle threads that sleep soon)
+
 import os
 
 import torch
 
-import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed
 from lessons import wrap_up
 from lessons.exercises import use

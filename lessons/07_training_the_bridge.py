@@ -5,16 +5,17 @@
 # freeze both and train only the resampler, the gated layers and the new token embeddings. This lesson runs all three
 # at miniature size (well under a minute) with the same code as `python main.py train`, then plots the loss curves and
 # the gates' |tanh(alpha)| (the paper's Fig. 6). Lesson 8's few-shot curves need the full recipe: your own run
-# (`python main.py train`, ~12 min), or the one kept in the repository (`lessons/trained.py`), whose gates this lesson
-# sets beside the miniature's.
+# (`python main.py train`, timed in docs/performance.md), or the one kept in the repository (`lessons/trained.py`),
+# whose gates this lesson sets beside the miniature's.
 
 # %%
+import own_checkout  # noqa: F401  (first, before torch: this checkout's code, idle threads that sleep soon)
+
 import os
 import shutil
 
 import torch
 
-import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min import train
 from flamingo_min.lab import plots
 from flamingo_min.config import make_config

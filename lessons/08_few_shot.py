@@ -6,18 +6,20 @@
 # (exercise `build_prompt`), answers decoded greedily until `<EOC>` (exercise `greedy_decode`) or ranked by likelihood
 # (exercise `score_candidates`), then accuracy against shots over enough episodes to tell a real effect from noise.
 #
-# It uses `runs/default` if you have trained it (`python main.py train`, about 12 minutes), else the small trained model
+# It uses `runs/default` if you have trained it (`python main.py train`, timed in docs/performance.md), else the model
 # kept in the repository (`lessons/trained.py`: the `video` preset's run, seed 0, stills and clips), unpacked into
 # `runs/lesson/video` on first use in about a second.
 
 # %%
+import own_checkout  # noqa: F401  (first, before torch: this checkout's code, idle threads that sleep soon)
+
+import json
 import math
 import os
 from collections import Counter
 
 import torch
 
-import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min import evaluate
 from flamingo_min.evaluate import until
 from flamingo_min.lab.plots import plt  # matplotlib, drawing to files: no screen needed
@@ -37,10 +39,8 @@ print("using the run in", os.path.relpath(RUN, ROOT))
 
 
 def pictures(scenes, seed):
-    """The prompt's images, drawn as the run's training data was (its size, noise and colour jitter)."""
-    d = cfg.data
-    return render(scenes, d.image_size, torch.Generator().manual_seed(seed), colour_jitter=d.colour_jitter,
-                  noise=d.noise)[None]
+    """The prompt's images, drawn as the training data was (toy_data/shapes.py: its size, noise and colour jitter)."""
+    return render(scenes, generator=torch.Generator().manual_seed(seed))[None]
 
 
 def ask(text, scenes, seed, max_new_tokens=3):
@@ -257,6 +257,58 @@ claim(similar_last - drawn_last > 3 * se_gap(drawn_last, similar_last, M),
       "with RICES")
 
 # %% [markdown]
+# ## Inside the LM: where binding comes from
+# The bridge only lets pictures reach a skill the frozen LM brought: reading off the label of the example whose concept
+# matches the query's. That skill appears *suddenly* during the LM's training: `python main.py train` watches it every
+# 100 steps (its `metrics.jsonl`, `copy`), and `docs/copying.json` keeps five seeds of the default recipe. Then
+# `probes.label_attention` reads, head by head, where the answer's position looks: at the labels of the matching
+# examples, or at the other labels (docs/incontext.md).
+
+# %%
+from flamingo_min import runs  # noqa: E402
+from flamingo_min.lab import plots as pictures_of, probes  # noqa: E402
+
+mine = [m for m in runs.read_metrics(RUN) if m["stage"] == "lm" and "copy" in m]
+if mine:
+    watched = {"seeds": {"yours": {"onset": probes.onset(mine), "curve": [[m["step"], m["copy"]] for m in mine]}}}
+else:
+    with open(os.path.join(ROOT, "docs", "copying.json")) as f:
+        watched = json.load(f)
+for seed, r in watched["seeds"].items():
+    curve = " ".join(f"{a:.2f}" for _, a in r["curve"])
+    print(f"seed {seed}: copying probe every 100 steps {curve}  -> onset {r['onset']}")
+with open(os.path.join(OUT, "08_copying.png"), "wb") as f:
+    f.write(pictures_of.copying(watched))
+jumps = [max(b - a for (_, a), (_, b) in zip(r["curve"], r["curve"][1:])) for r in watched["seeds"].values()
+         if r["onset"] is not None]
+claim(all(j > 0.25 for j in jumps), "copying appears suddenly: where it appears, the probe jumps by more than 0.25 "
+      "within 100 steps", f"largest jumps {', '.join(f'{j:.2f}' for j in jumps)}")
+
+lm = model.lm
+heads = {k: {fmt: probes.label_attention(lm, fmt, k, episodes=100) for fmt in ("plain", "after")} for k in (4, 16)}
+H = lm.blocks[0].attn.n_heads
+best = int(heads[4]["plain"]["match"].flatten().argmax())
+layer, head = divmod(best, H)
+print(f"\nthe head that looks most at the matching labels: layer {layer}, head {head}")
+print("  form (shots)     on matching labels   on other labels   the LM's text accuracy")
+for k in (4, 16):
+    for fmt in ("plain", "after"):
+        r = heads[k][fmt]
+        print(f"  {fmt:<6} ({k:>2})     {r['match'][layer, head]:18.2f} {r['other'][layer, head]:17.2f} "
+              f"{r['accuracy']:22.2f}")
+induction = probes.induction_scores(lm)
+print(f"highest induction score of any head: {induction.max():.2f} (a pure induction head: 1)")
+with open(os.path.join(OUT, "08_heads.png"), "wb") as f:
+    f.write(pictures_of.heads({"induction": induction, **{fmt: heads[16][fmt] for fmt in ("plain", "after")}}))
+matching, others = heads[4]["plain"]["match"][layer, head], heads[4]["plain"]["other"][layer, head]
+claim(matching > others, "at 4 shots in the trained form the binding head looks more at the matching labels than at "
+      "all the other labels together", f"{matching:.2f} against {others:.2f}")
+fell = heads[4]["after"]["match"][layer, head] - heads[16]["after"]["match"][layer, head]
+claim(fell > 0, "in a form the LM never read (`after`), that head's attention on the matching labels falls as shots "
+      "are added", f"{heads[4]['after']['match'][layer, head]:.2f} at 4 shots, "
+      f"{heads[16]['after']['match'][layer, head]:.2f} at 16")
+
+# %% [markdown]
 # ## Summary and questions
 
 # %%
@@ -280,5 +332,8 @@ wrap_up(8, [
     f"With RICES, bind rose from {drawn:.2f} to {similar:.2f}, and question did not move "
     f"({picked['question']['random'][0]:.2f}, {picked['question']['rices'][0]:.2f}). Why each? What does the `last` "
     "baseline beside bind say about its gain?",
+    f"The binding head's attention on the matching labels fell from {heads[4]['after']['match'][layer, head]:.2f} "
+    f"to {heads[16]['after']['match'][layer, head]:.2f} in the form `after` as shots went from 4 to 16, while the "
+    "model's accuracy fell too. Why does a head that prefers the matching label lose it when more examples are added?",
 ])
 print(f"figures in {OUT}")

@@ -5,19 +5,20 @@
 # same at toy scale: one LM and one encoder, pretrained once, and one bridge per variant trained on them. This lesson
 # reads that table, explains two of its rows from the code, and asks you to predict a third before you run it.
 #
-# It reads `runs/ablate` if you have run `python main.py ablate` (~50 min on 2 cores): the whole table, and its
+# It reads `runs/ablate` if you have run `python main.py ablate` (timed in docs/ablations.md): the whole table, and its
 # `baseline` and `all-images` bridges (seed 0). Otherwise it uses the two bridges kept in the repository
 # (`lessons/trained.py`): the `video` preset's run, and the same recipe with `model.only_immediate=false`, each
 # trained for 1200 steps on the same frozen LM and encoder.
 
 # %%
+import own_checkout  # noqa: F401  (first, before torch: this checkout's code, idle threads that sleep soon)
+
 import json
 import os
 
 import torch
 import torch.nn.functional as F
 
-import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min import evaluate
 from flamingo_min.config import from_dict
 from flamingo_min.masking import cross_attention_mask
@@ -171,7 +172,7 @@ claim(gap[-1] > gap[0], "the gap grows with shots", f"{gap[0]:+.2f} at {shots[0]
 # positions). From the code (`bridges.py`, `toy_data/tasks.py`), which tasks should it lose, which should it keep, and
 # what overall score do you expect against the baseline? Write your guess here, then run
 #
-#     python main.py ablate --only mean-pool          # ~3 min for 2 seeds; the table gains the row
+#     python main.py ablate --only mean-pool          # a few minutes for 2 seeds; the table gains the row
 #
 # and run this lesson again.
 

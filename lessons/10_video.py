@@ -10,18 +10,19 @@
 # or disappears. Every clip played backwards shows the opposite event, from the very same frames: a model that does
 # not know the frames' order cannot tell `moves left` from `moves right`. This lesson measures that on a trained model.
 #
-# It uses `runs/video` if you have trained it (`python main.py train --preset video`, about 10 minutes on 2 cores),
+# It uses `runs/video` if you have trained it (`python main.py train --preset video`, timed in docs/video.md),
 # else the same recipe's run kept in the repository (`lessons/trained.py`, seed 0), unpacked into `runs/lesson/video`
 # on first use in about a second.
 
 # %%
+import own_checkout  # noqa: F401  (first, before torch: this checkout's code, idle threads that sleep soon)
+
 import os
 import random
 
 import torch
 from einops import rearrange
 
-import own_checkout  # noqa: F401  (first: this checkout's code, whatever else is installed)
 from flamingo_min.evaluate import episode_images, episodes_for
 from flamingo_min.lab.plots import _image, plt  # matplotlib, drawing to files: no screen needed
 from toy_data import TOKENIZER
@@ -66,9 +67,7 @@ if cfg.model.max_frames < cfg.data.clip_frames:
 # clip to F x S keys, and its latents return R tokens, as many as for a still image.
 
 # %%
-d = cfg.data
-clips = render_media([clip, back], d.image_size, torch.Generator().manual_seed(1), noise=d.noise,
-                     colour_jitter=d.colour_jitter)[:, None]                          # (B=2, N=1, F, 3, H, W)
+clips = render_media([clip, back], generator=torch.Generator().manual_seed(1))[:, None]  # (B=2, N=1, F, 3, H, W)
 with torch.no_grad():
     feats = model.encode(clips)                                                        # (B, N, F, S, Dv)
     tokens = model.perceive(feats)                                                     # (B, N, R, D)
@@ -93,7 +92,7 @@ print("\n".join(f"  frame {f}  " + " ".join(f"{v:7.2f}" for v in r) for f, r in 
 
 # %%
 n = 100   # the same in fast mode: the claims below are checked on these numbers
-eps = episodes_for("direction", n, d, seed=0, pool_size=4)
+eps = episodes_for("direction", n, cfg.data, seed=0, pool_size=4)
 OPP = {"left": "right", "right": "left", "up": "down", "down": "up"}
 choices = [TOKENIZER.ids[w] for w in DIRECTIONS]
 
@@ -110,7 +109,7 @@ def accuracy(arrange, truth, zero_time=False):
         model.resampler.input.time.zero_()
     right = axis = 0
     for e, ep in enumerate(eps):
-        pixels = episode_images(ep, d)                                                  # (P+1, F, 3, H, W)
+        pixels = episode_images(ep, cfg.data)                                            # (P+1, F, 3, H, W)
         idx = [0, 1, len(ep.pool)]                                                      # two supports and the query
         media = torch.stack([arrange(pixels[i], e) for i in idx])[None]                 # (1, 3, F, 3, H, W)
         text = " ".join(["<bos>"] + [ep.pool[i].chunk() for i in idx[:2]] + ["<image> moves"])

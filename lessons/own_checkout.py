@@ -4,9 +4,15 @@ the environment has another copy of the project installed (a shared .venv, a sec
 Python would find the lesson's own folder first, then the installed copy, and silently run someone else's code.
 
 A copy that is already imported (a notebook kernel that ran another checkout's lesson first) cannot be swapped out:
-then the lesson stops with an error that names both copies."""
+then the lesson stops with an error that names both copies.
+
+It also lets idle OpenMP threads sleep soon, before the lesson imports torch, so that a lesson beside a training run
+does not take the cores from it (docs/performance.md: two jobs on one machine). A choice in the environment stands."""
 import os
 import sys
+
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,10 +8,9 @@ What the file holds, weights only (no optimiser state), in float16 to halve its 
 - `all-images`: a second bridge, trained with the same recipe and seed on the same frozen LM and encoder but with
   `model.only_immediate=false` (the paper's "attend to all previous images"): lesson 9 sets it beside the first.
 The frozen LM and encoder are stored once: 5.7 MB in all. Rebuild the file with `make lesson-weights`: the usual
-training code into runs/lesson-build (resumable), then `export`. Its stages took 362 s (lm), 296 s (vision), 719 s
-and 683 s (the two bridges) on 2 CPU cores shared with other work, 34 minutes; alone on them the video preset's
-stages take about 2, 1.3 and 6 minutes (docs/video.md), about 15 minutes for the file. Training is deterministic on
-one machine: on the shipped `video` model lesson 10 prints the numbers docs/video.md gives for the preset's seed 0.
+training code into runs/lesson-build (resumable), then `export` (its time: docs/performance.md). Training is
+deterministic on one machine: on the shipped `video` model lesson 10 prints the numbers docs/video.md gives for the
+preset's seed 0.
 
 `python -m lessons.trained export` writes the file again from finished runs in runs/lesson-build, without training.
 
@@ -21,7 +20,7 @@ check it applies to any run: program, format and SHA-256 fingerprint (checkpoint
 this code's, the weights against that configuration. `python main.py eval --run runs/lesson/video` works on it too.
 
 Why weights and not a small preset trained on first use: binding needs the LM's 900 steps and the encoder's 800
-before the bridge can learn it (docs/recipe.md), about 3 minutes on 2 cores before the bridge's first step, and at
+before the bridge can learn it (docs/recipe.md), minutes of training before the bridge's first step, and at
 300 bridge steps it has only started (docs/ablations.md); lesson 9 needs two bridges and lesson 10 a video run.
 Unpacking takes a second, and every lesson and test reads the same numbers.
 """
@@ -94,7 +93,7 @@ def export(folder=BUILD, path=None):
     path = path or WEIGHTS
     models, configs, steps = {}, {}, {}
     for name in MODELS:
-        saved = runs.finished(os.path.join(folder, name), "flamingo", config(name))
+        saved = runs.finished_checkpoint(os.path.join(folder, name), "flamingo", config(name))
         models[name], configs[name], steps[name] = saved["model"], saved["config"], saved["step"]
     frozen = {k: v for k, v in models["video"].items() if k.startswith(FROZEN)}
     for name, state in models.items():   # the same LM and encoder under every bridge, bit for bit

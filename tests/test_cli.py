@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 import main
 from conftest import TINY_RUN as TINY_SETS
-from flamingo_min import evaluate
 from flamingo_min.config import settable
 from flamingo_min.errors import FlamingoError
+from flamingo_min.lab import plots
 from flamingo_min.checkpoints import fingerprint
 from flamingo_min.train import ckpt_path
 
@@ -179,7 +179,7 @@ def test_a_failure_inside_the_work_changes_no_file(run_copy, monkeypatch):
     def broken(*a, **k):
         raise FlamingoError("the picture could not be drawn")
 
-    monkeypatch.setattr(evaluate.plots, "fewshot", broken)   # fails after the evaluation, before any write
+    monkeypatch.setattr(plots, "fewshot", broken)   # fails after the evaluation, before any write
     status, _, err = run_main("eval", "--run", run_copy, "--episodes", "1", "--shots", "none,1", "--beams", "1")
     assert refused(status, err) and "could not be drawn" in err
     assert snapshot(run_copy) == before
@@ -243,15 +243,20 @@ def test_report_summarises_seeds(tiny_run, tmp_path):
     assert refused(status, err) and "eval.json" in err
 
 
-@pytest.mark.parametrize("first", ["flamingo_min", "toy_data", "main"])
-def test_every_entry_point_lets_idle_threads_sleep_soon(first):
+@pytest.mark.parametrize("folder, first, sets", [(".", "main", True), ("tests", "conftest", True),
+                                                 ("lessons", "own_checkout", True), (".", "flamingo_min", False),
+                                                 (".", "toy_data", False)])
+def test_every_entry_point_lets_idle_threads_sleep_soon(folder, first, sets):
     """Two torch processes on a 2-core machine whose idle OpenMP threads spin long run several times slower each
-    (`python main.py bench`: contention). Importing any entry point sets GOMP_SPINCOUNT=1000 before torch loads OpenMP,
-    unless the environment already chose how threads wait: then that choice stands. (The child forgets what .venv's
-    start-up file set, so that only the import is tested.)"""
-    for given, expected in ((None, "1000"), ("PASSIVE", None), ("ACTIVE", None)):
+    (`python main.py bench`: contention). Importing an entry point (the command line, the tests' conftest, the module
+    every lesson imports first) sets GOMP_SPINCOUNT=1000 before torch loads OpenMP, unless the environment already
+    chose how threads wait: then that choice stands. The library itself leaves the environment alone: the setting is
+    made once, where a program starts. (The child forgets what the environment set, so that only the import is
+    tested.)"""
+    for given, expected in ((None, "1000" if sets else None), ("PASSIVE", None), ("ACTIVE", None)):
         forget = "[os.environ.pop(k, None) for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')]; "
         choose = f"os.environ['OMP_WAIT_POLICY'] = {given!r}; " if given else ""
-        show = f"import os; {forget}{choose}import {first}, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
+        show = (f"import os, sys; sys.path.insert(0, {os.path.join(ROOT, folder)!r}); {forget}{choose}"
+                f"import {first}, torch; print(os.environ.get('GOMP_SPINCOUNT'))")
         out = subprocess.run([sys.executable, "-c", show], cwd=ROOT, capture_output=True, text=True)
         assert out.returncode == 0 and out.stdout.split() == [str(expected)], out.stderr

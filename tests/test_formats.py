@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from flamingo_min import evaluate
 from flamingo_min.config import PROMPT_CHUNK, from_dict, make_config, to_dict
+from flamingo_min.errors import ConfigError
 from flamingo_min.lm import LM
 from flamingo_min.lab import probes
 from toy_data import TOKENIZER
-from toy_data.documents import ATTRIBUTES, VALUES, DataConfig, DocumentStream, TextCorpus, concept_words
+from toy_data.documents import ATTRIBUTES, MAX_LEN, VALUES, DataConfig, DocumentStream, TextCorpus, concept_words
 from toy_data.formats import ASIDES, BY_NAME, FORMATS, REMARKS, TRAINED
 from toy_data.shapes import COLOURS, SHAPES, TRAIN_COMBOS, Obj, Scene, describe
 from toy_data.tasks import RICH_TASKS, build_prompt, ideal_binding, make_episode
@@ -78,7 +79,7 @@ def test_documents_use_the_listed_formats_and_score_only_known_labels(formats):
         if s.task != "bind":
             continue
         words = TOKENIZER.decode(s.tokens).split()
-        assert len(words) <= cfg.max_len
+        assert len(words) <= MAX_LEN
         pieces = chunks(" ".join(words))[:-1]
         labels = []
         for piece in pieces:
@@ -138,12 +139,18 @@ def test_lure_probe_leaves_only_the_bound_word_to_read():
     assert shared > 100
 
 
-def test_old_runs_read_as_plain_formats_without_lures():
-    d = to_dict(make_config())
-    for name in ("text_formats", "bind_formats", "text_lures", "infer_text"):
-        del d["data"][name]
-    old = from_dict(d).data
-    assert old.text_formats == old.bind_formats == ("plain",) and old.text_lures == old.infer_text == 0.0
+def test_a_recorded_configuration_is_read_whole_or_refused_by_name():
+    """A checkpoint or config.json records every setting: it reads back as it was, and one written by another version
+    of the code (a setting more, or one less) is refused with their names, never filled in with today's defaults."""
+    d = to_dict(make_config("video"))
+    assert from_dict(d) == make_config("video")
+    extra, fewer = to_dict(make_config()), to_dict(make_config())
+    extra["data"]["retired_knob"] = 0.5
+    del fewer["data"]["infer_text"]
+    with pytest.raises(ConfigError, match=r"this code has no data.retired_knob"):
+        from_dict(extra)
+    with pytest.raises(ConfigError, match=r"it lacks data.infer_text"):
+        from_dict(fewer)
     assert make_config().data.bind_formats == make_config().data.text_formats == ("plain",)   # the recipe
 
 

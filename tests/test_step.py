@@ -152,7 +152,7 @@ def test_a_training_step_runs_on_a_device_that_holds_no_values(stage, tiny_run):
         loss, extra = step_loss(data)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.train.clip)
+        torch.nn.utils.clip_grad_norm_(params, train.GRAD_CLIP)
         opt.step()
     batch = tensors(data)
     assert len(batch) >= 2 and {t.device for t in [loss, *extra.values(), *batch, *params]} == {meta}

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from toy_data import (EVAL_NONCE, HELD_OUT, TOKENIZER, TRAIN_NONCE, DataConfig, DocumentStream, PairStream,
                       TextCorpus, Tokenizer, build_prompt, make_episode, render)
-from toy_data.documents import VALUES, concept_words
+from toy_data.documents import MAX_LEN, VALUES, concept_words
 from toy_data.formats import FORMATS
 from toy_data.shapes import BACKGROUND, COLOURS, RGB, SHAPES, Obj, Scene, describe
 from toy_data.tasks import TASKS, baseline_answers, token_f1
@@ -67,7 +67,7 @@ def test_documents_hold_one_image_token_per_image_and_fit():
         for s in (docs[i], pairs[i]):
             assert int((s.tokens == TOKENIZER.image_id).sum()) == len(s.images) == len(s.scenes)
             most = CFG.bind_max_images if s.task == "bind" else CFG.max_images
-            assert 1 <= len(s.images) <= most and len(s.tokens) <= CFG.max_len
+            assert 1 <= len(s.images) <= most and len(s.tokens) <= MAX_LEN
             assert not s.loss_mask[s.tokens == TOKENIZER.image_id].any()   # <image> is never a target
             first = int((s.tokens == TOKENIZER.image_id).nonzero()[0])
             assert not s.loss_mask[: first + 1].any()                     # nothing before the first image
@@ -166,8 +166,10 @@ def test_area_grows_with_size(colour, shape, cell):
 def test_impossible_configs_say_which_setting_to_change():
     with pytest.raises(ValueError, match="data.ways=5 but attribute 'count' has only 4 values"):
         DataConfig(ways=5, bind_attributes=("count",))
-    with pytest.raises(ValueError, match="raise data.max_len to 81 or lower data.max_images"):
+    with pytest.raises(ValueError, match=r"data.max_images=10 needs up to 81 tokens .* give at most 5"):
         DataConfig(max_images=10)
+    with pytest.raises(ValueError, match=r"data.bind_max_images=12 needs up to 49 tokens .* give at most 11"):
+        DataConfig(bind_max_images=12)
     with pytest.raises(ValueError, match="bind_attributes"):
         DataConfig(bind_attributes=("smell",))
 

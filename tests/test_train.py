@@ -85,7 +85,7 @@ def test_flamingo_stage_resumes_exactly(tiny_run, tmp_path):
 def test_compiled_blocks_train_the_same_numbers_and_resume_eager(tiny_run, tmp_path):
     """train.compile changes the speed, never the numbers (float tolerance), and is no part of a run's identity: a
     compiled run resumes eager."""
-    runs = {}
+    logs = {}
     for mode in ("off", "default"):
         run = str(tmp_path / mode)
         os.makedirs(run)
@@ -93,9 +93,9 @@ def test_compiled_blocks_train_the_same_numbers_and_resume_eager(tiny_run, tmp_p
             os.link(runs.ckpt_path(tiny_run, s), runs.ckpt_path(run, s))
         train.run_stage(run, "flamingo", make_config("quick", TINY + [f"train.compile={mode}"]), progress=False,
                         stop_after=4)
-        runs[mode] = runs.read_metrics(run)
-    assert len(runs["off"]) == len(runs["default"]) == 4
-    for a, b in zip(runs["off"], runs["default"]):
+        logs[mode] = runs.read_metrics(run)
+    assert len(logs["off"]) == len(logs["default"]) == 4
+    for a, b in zip(logs["off"], logs["default"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["xattn0"] == pytest.approx(b["xattn0"], rel=1e-4)
     train.run_stage(str(tmp_path / "default"), "flamingo", CFG, progress=False)     # eager, from the compiled run
     assert checkpoints.load_checkpoint(runs.ckpt_path(str(tmp_path / "default"), "flamingo"))["done"]

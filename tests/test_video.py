@@ -16,7 +16,8 @@ from flamingo_min.errors import CheckpointError, ConfigError, EvalError
 from flamingo_min.evaluate import evaluate, tasks_for
 from flamingo_min.checkpoints import load_checkpoint, save_checkpoint
 from flamingo_min.masking import phi
-from flamingo_min.train import datasets, load_run
+from flamingo_min.runs import load_run
+from flamingo_min.train import datasets
 from strategies import IMG, batch
 from toy_data import TOKENIZER, DataConfig, PairStream
 from toy_data.clips import EVENTS, SPAN, Clip, draw_clip, render_media, reverse

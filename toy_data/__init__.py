@@ -1,8 +1,4 @@
 """The toy world: shapes rendered in pure torch, a word-level vocabulary, training streams and held-out episodes."""
-import os
-
-if "OMP_WAIT_POLICY" not in os.environ:  # before torch loads OpenMP: see flamingo_min/__init__.py
-    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 from .shapes import COLOURS, COUNTS, EVAL_COMBOS, HELD_OUT, POSITIONS, SHAPES, SIZES, TRAIN_COMBOS, Obj, Scene, render
 from .vocab import EOC, EVAL_NONCE, IMAGE, TOKENIZER, TRAIN_NONCE, Tokenizer
 from .documents import DataConfig, DocumentStream, PairStream, Sample, TextCorpus

@@ -18,7 +18,7 @@ Shapes: B clips, F frames, H = W image size.
 """
 from dataclasses import dataclass, replace
 
-from .shapes import COLOURS, RADII, SHAPES, TRAIN_COMBOS, Obj, render_groups
+from .shapes import COLOUR_JITTER, COLOURS, IMAGE_SIZE, NOISE, RADII, SHAPES, TRAIN_COMBOS, Obj, render_groups
 
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}   # y grows downwards
 EVENTS = ("moves left", "moves right", "moves up", "moves down", "grows", "shrinks", "turns", "appears", "disappears")
@@ -102,14 +102,14 @@ def draw_clip(rng, frames=4, combos=TRAIN_COMBOS, event=None):
     return Clip(tuple(out), colour, shape, said)
 
 
-def render_clip_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02, device=None):
+def render_clip_groups(groups, size=IMAGE_SIZE, jitter=0.06, colour_jitter=COLOUR_JITTER, noise=NOISE, device=None):
     """As shapes.render_groups, for groups of (clips, generator): one (B_g, F, 3, size, size) tensor per group."""
     flat = [([f for clip in clips for f in clip.frames], generator, False) for clips, generator in groups]
     pictures = render_groups(flat, size, jitter, colour_jitter, noise, device)
     return [p.unflatten(0, (len(clips), -1)) for p, (clips, _) in zip(pictures, groups)]
 
 
-def render_media(items, size=32, generator=None, **kwargs):
+def render_media(items, size=IMAGE_SIZE, generator=None, **kwargs):
     """Scenes -> (B, 3, H, W) as shapes.render does; clips -> (B, F, 3, H, W). Not both in one call."""
     if all(isinstance(x, Clip) for x in items) and items:
         return render_clip_groups([(items, generator)], size, **kwargs)[0]

@@ -10,7 +10,7 @@ Formats (paper section 2.3: `<image>` where an image stood, `<EOC>` ending each 
     pair      <bos> <image> a big red circle at top-left <EOC>
     document  <bos> <image> chunk <EOC> <image> chunk <EOC> ...   1 to max_images images, one hidden task per document
     video     <bos> <image> a red circle moves left <EOC>         a clip (clips.py) where `<image>` stands, or a
-              <bos> <image> moves up <EOC> <image> moves left <EOC> ...   document of 2 to video_max_clips clips
+              <bos> <image> moves up <EOC> <image> moves left <EOC> ...   document of 2 to VIDEO_MAX_CLIPS clips
 `<image>` marks one media item, a still or a clip, as in the paper: the mask and the LM need not know which it is.
 
 Document tasks: caption; question (one attribute per document); count; infer (bare answers about one hidden attribute:
@@ -35,8 +35,8 @@ import torch
 from . import formats
 from .clips import EVENTS, draw_clip, render_clip_groups
 from .formats import chunk_formats, fits
-from .shapes import (COLOURS, COUNTS, PLURALS, POSITIONS, SHAPES, SIZES, TRAIN_COMBOS, Obj, Scene, describe,
-                     render_groups)
+from .shapes import (COLOURS, COUNTS, IMAGE_SIZE, PLURALS, POSITIONS, SHAPES, SIZES, TRAIN_COMBOS, Obj, Scene,
+                     describe, render_groups)
 from .settings import check, knob
 from .vocab import NONCE, TOKENIZER, TRAIN_NONCE
 
@@ -50,39 +50,36 @@ VIDEO_DOCS = ("clip", "events", "direction")  # one captioned clip; a document o
 BIND_PREFIX = ":"  # `<image> : dax <EOC>`: two positions that see the image, as `red circle dax .` has two words
 LONGEST_CHUNK = 8  # "<image> a big red circle at top-left <EOC>"
 BIND_CHUNK = 4     # "<image> : dax <EOC>"
+MAX_LEN = 48       # tokens per document or pair, padding included: one fixed length for every image-text stream
+VIDEO_MAX_CLIPS = 4  # clips per video document: each clip is data.clip_frames pictures to encode, so fewer than stills
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    image_size: int = knob(32, lo=16)
     max_images: int = knob(5, lo=2)        # per interleaved document (the paper trains with 5)
-    bind_max_images: int = knob(10, lo=2)  # per binding document: its chunks are short, and 5 images left binding
-                                           # weak beyond 4 shots (measured: 16-shot 0.46-0.70 with 5, 0.69-0.87 with 10)
-    max_len: int = knob(48, lo=8)          # tokens per document or pair, padding included
+    bind_max_images: int = knob(10, lo=2)  # per binding document: its chunks are short, and with 5 images binding
+                                           # weakened beyond 4 shots (docs/recipe.md)
     text_len: int = knob(160, lo=16, stage="lm")   # tokens per packed text-corpus sequence
     ways: int = knob(3, lo=2)              # labels per binding document
     bind_attributes: tuple = ("colour", "shape")
-    infer_attributes: tuple = ATTRIBUTES
     # The chance that a task-inference document opens with two answers written without their pictures (zero-shot's
-    # form: documents.py); 0 in runs made before the setting existed.
-    infer_text: float = knob(0.25, 0, 1, stage="flamingo", legacy=0.0)
+    # form: documents.py).
+    infer_text: float = knob(0.25, 0, 1, stage="flamingo")
     bind_redraw: float = knob(0.75, 0, 1)  # chance that a binding image redraws all but its bound attribute
-    noise: float = knob(0.02, 0, 1)        # pixel noise std
-    colour_jitter: float = knob(0.04, 0, 1)
     text_bind_max_pairs: int = knob(24, lo=6, stage="lm")
     text_mix: tuple = knob(("caption", "qa", "bind", "bind", "concept", "concept", "infer"), stage="lm")  # kinds
     # The surface forms of binding examples (toy_data/formats.py) in the LM's concept-binding text and in the
     # interleaved binding documents; a declared format left out of both is held out, for the evaluation alone. Both
     # plain by default, on measurement (docs/recipe.md): in several formats the LM's copying came late, or never (seed
     # 1, 1500 steps), and with three formats in its documents the bridge's binding started late, or not within its
-    # 1200 steps (seed 2). `legacy`: the value of a run recorded before the setting existed (config.upgrade).
-    text_formats: tuple = knob(("plain",), stage="lm", legacy=("plain",))
-    bind_formats: tuple = knob(("plain",), stage="flamingo", legacy=("plain",))
+    # 1200 steps (seed 2).
+    text_formats: tuple = knob(("plain",), stage="lm")
+    bind_formats: tuple = knob(("plain",), stage="flamingo")
     # The chance that a concept-binding text draws its examples' other attribute from two values shared by all its
     # labels (`red circle tiv . blue circle vop . red square tiv .`): lures, which a label copied by any matching
     # word gets wrong. Off: lure-heavy text did not teach the LM to resist lures, and it bound worse without them
     # (docs/recipe.md).
-    text_lures: float = knob(0.0, 0, 1, stage="lm", legacy=0.0)
+    text_lures: float = knob(0.0, 0, 1, stage="lm")
     w_caption: float = knob(1.0, lo=0)     # mixture weights of the interleaved-document tasks
     w_question: float = knob(1.0, lo=0)
     w_count: float = knob(1.0, lo=0)
@@ -90,12 +87,10 @@ class DataConfig:
     w_bind: float = knob(2.0, lo=0)        # binding scores only repeated labels, ~4 tokens a document
     # Clips (the video stream, read by the bridge's stage only; `train.video_weight` puts it in the mixture).
     clip_frames: int = knob(4, lo=2, stage="flamingo")      # F, even: each clip's event happens halfway
-    video_max_clips: int = knob(4, lo=2, stage="flamingo")  # per video document
 
     def __post_init__(self):
         check(self, "data")
-        for name, allowed in (("bind_attributes", ATTRIBUTES), ("infer_attributes", ATTRIBUTES),
-                              ("text_mix", TEXT_KINDS)):
+        for name, allowed in (("bind_attributes", ATTRIBUTES), ("text_mix", TEXT_KINDS)):
             chosen = getattr(self, name)
             if any(a not in allowed for a in chosen):
                 raise ValueError(f"data.{name}={','.join(map(str, chosen))}: choose from {', '.join(allowed)}")
@@ -105,21 +100,15 @@ class DataConfig:
             if self.ways > len(VALUES[a]):
                 raise ValueError(f"data.ways={self.ways} but attribute {a!r} has only {len(VALUES[a])} values: "
                                  f"lower data.ways or remove {a!r} from data.bind_attributes")
-        need = 1 + self.max_images * LONGEST_CHUNK
-        if need > self.max_len:
-            raise ValueError(f"data.max_images={self.max_images} needs up to {need} tokens but data.max_len="
-                             f"{self.max_len}: raise data.max_len to {need} or lower data.max_images")
-        need = 1 + self.bind_max_images * BIND_CHUNK
-        if need > self.max_len:
-            raise ValueError(f"data.bind_max_images={self.bind_max_images} needs up to {need} tokens but "
-                             f"data.max_len={self.max_len}: raise data.max_len or lower data.bind_max_images")
+        for name, chunk in (("max_images", LONGEST_CHUNK), ("bind_max_images", BIND_CHUNK)):
+            need = 1 + getattr(self, name) * chunk
+            if need > MAX_LEN:
+                raise ValueError(f"data.{name}={getattr(self, name)} needs up to {need} tokens but a document holds "
+                                 f"at most {MAX_LEN} (toy_data/documents.py: MAX_LEN): give at most "
+                                 f"{(MAX_LEN - 1) // chunk}")
         if self.clip_frames % 2:
             raise ValueError(f"data.clip_frames={self.clip_frames}: give an even number (a clip's event happens "
                              "halfway, so that the clip played backwards shows the opposite event)")
-        need = 1 + self.video_max_clips * LONGEST_CHUNK
-        if need > self.max_len:
-            raise ValueError(f"data.video_max_clips={self.video_max_clips} needs up to {need} tokens but "
-                             f"data.max_len={self.max_len}: raise data.max_len or lower data.video_max_clips")
         if sum(getattr(self, "w_" + t) for t in DOC_TASKS) == 0:
             raise ValueError("the mixture weights data.w_* are all 0: give at least one task a positive weight")
 
@@ -202,11 +191,9 @@ class _Stream:
     def render(self, drafts, device=None):
         """Samples with their pictures: every draft's scenes rendered in one batched call (9x faster than one call
         per sample, measured on 128 pictures), each draft from its own seed, so that it is the same either way."""
-        c = self.cfg
         groups = [(d.scenes, torch.Generator().manual_seed(d.image_seed), d.grey) for d in drafts if d.scenes]
-        pictures = iter(render_groups(groups, c.image_size, colour_jitter=c.colour_jitter, noise=c.noise,
-                                      device=device) if groups else ())
-        empty = torch.zeros(0, 3, c.image_size, c.image_size, device=device)
+        pictures = iter(render_groups(groups, device=device) if groups else ())
+        empty = torch.zeros(0, 3, IMAGE_SIZE, IMAGE_SIZE, device=device)
         return [Sample(d.tokens, d.loss_mask, next(pictures) if d.scenes else empty, d.task, d.scenes)
                 for d in drafts]
 
@@ -353,7 +340,7 @@ class DocumentStream(_Stream):
             scenes, chunks, scored = self._bind(rng, n, random.Random(_rng(self.seed, self.code + 400, i)))
         else:
             a = {"caption": None, "count": "count", "question": rng.choice(ATTRIBUTES[:4]),
-                 "infer": rng.choice(cfg.infer_attributes)}[task]
+                 "infer": rng.choice(ATTRIBUTES)}[task]
             scenes = [attribute_scene(rng, a or "colour") for _ in range(n)]
             if task == "caption":
                 texts = [caption(s) for s in scenes]
@@ -376,9 +363,9 @@ class DocumentStream(_Stream):
 
     def _bind(self, rng, n, side):
         # Each chunk's format (formats.py) is drawn by `side`, so that plain-only documents are those of the original
-        # recipe; as many chunks as fit in data.max_len.
+        # recipe; as many chunks as fit in MAX_LEN.
         chunk_fmts = chunk_formats(side, self.cfg.bind_formats, n)
-        n = max(2, fits(chunk_fmts, self.cfg.max_len - 1))
+        n = max(2, fits(chunk_fmts, MAX_LEN - 1))
         a = rng.choice(self.cfg.bind_attributes)
         ways = self.cfg.ways
         values = rng.sample(range(len(VALUES[a])), ways)
@@ -404,7 +391,7 @@ class DocumentStream(_Stream):
 
 class VideoStream(_Stream):
     """Clips with text (our video-text data; the paper's VTP): a clip and its caption, or a document of 2 to
-    video_max_clips clips, each followed by its caption or, in a document of movers, by where it goes. Every token
+    VIDEO_MAX_CLIPS clips, each followed by its caption or, in a document of movers, by where it goes. Every token
     but `<bos>` and `<image>` is scored; a sample's images are its clips' frames, (N, F, 3, H, W).
 
     A document holds clips or stills, never both (our choice): a batch's media then share one shape, and nothing is
@@ -413,11 +400,10 @@ class VideoStream(_Stream):
 
     def draft(self, i):
         rng = self._start(i)
-        c = self.cfg
         task = rng.choice(VIDEO_DOCS)
-        n = 1 if task == "clip" else rng.randint(2, c.video_max_clips)
+        n = 1 if task == "clip" else rng.randint(2, VIDEO_MAX_CLIPS)
         movers = [e for e in EVENTS if e.startswith("moves")]
-        clips = [draw_clip(rng, c.clip_frames, event=rng.choice(movers) if task == "direction" else None)
+        clips = [draw_clip(rng, self.cfg.clip_frames, event=rng.choice(movers) if task == "direction" else None)
                  for _ in range(n)]
         chunks = [f"<image> {clip.event if task == 'direction' else clip.caption} <EOC>" for clip in clips]
         tokens, mask = _assemble(chunks, [[1] * LONGEST_CHUNK] * n)
@@ -425,10 +411,8 @@ class VideoStream(_Stream):
 
     def render(self, drafts, device=None):
         """As for stills: every draft's frames drawn in one call, each draft from its own seed."""
-        c = self.cfg
         groups = [(d.scenes, torch.Generator().manual_seed(d.image_seed)) for d in drafts]
-        clips = render_clip_groups(groups, c.image_size, colour_jitter=c.colour_jitter, noise=c.noise,
-                                   device=device)
+        clips = render_clip_groups(groups, device=device)
         return [Sample(d.tokens, d.loss_mask, x, d.task, d.scenes) for d, x in zip(drafts, clips)]
 
 

@@ -10,6 +10,7 @@ label to a picture should not depend on the words around it. A format is the tex
     both      <image> how many ? one : tiv . where ? left <EOC>     on both sides
     two       <image> : tiv . what size ? small . where ? top <EOC> two sentences after the label
     aside     <image> : tiv . what shape ? ring <EOC>               the picture's other attribute after the label
+    late      <image> where ? top . what size ? big : tiv <EOC>     two sentences between the picture and the label
 
 A remark (its size, position or count) and an aside (its colour or shape) are true of their picture and never name
 the bound attribute (a colour-binding example may say which shape its object has, never which colour), so the label
@@ -83,6 +84,7 @@ FORMATS = (
     Format("both", "{remark} : {label} . {remark}"),
     Format("two", ": {label} . {remark} . {remark}"),
     Format("aside", ": {label} . {aside}"),
+    Format("late", "{remark} . {remark} : {label}"),
 )
 BY_NAME = {f.name: f for f in FORMATS}
 TRAINED = ("plain", "after", "before")      # the formats docs/recipe.md measured in training (--set data.bind_formats)

@@ -1,7 +1,7 @@
 """Settings that know their allowed values: declared once, beside the default, and checked in one place.
 
     ways: int = knob(3, lo=2)           # a whole number, at least 2
-    noise: float = knob(0.02, 0, 1)     # a finite number in [0, 1]
+    bind_redraw: float = knob(0.75, 0, 1)   # a finite number in [0, 1]
     bridge: str = choice("perceiver", ("perceiver", "mlp"))   # one of the names listed
 
 `choice` declares a name from a list. Either may also record the one training stage that reads the setting

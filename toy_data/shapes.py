@@ -33,6 +33,11 @@ COUNTS = ("one", "two", "three", "four")
 BACKGROUND = 0.08
 GREY = 0.7  # objects drawn colourless (render(grey=True)): a shape that carries no colour
 CELL = 0.6  # grid-cell centres at -0.6, 0, 0.6
+# What every stream and every evaluation episode draws: 32-px pictures with a little colour jitter and pixel noise, so
+# that no two pictures of one scene are identical.
+IMAGE_SIZE = 32
+COLOUR_JITTER = 0.04  # per-object RGB offset
+NOISE = 0.02          # per-pixel Gaussian std
 
 # Each colour keeps two shapes out of training, three apart, so every colour and every shape is held out exactly twice:
 # the model has seen every word, never these pairings.
@@ -93,7 +98,8 @@ SDF = (
 )
 
 
-def render(scenes, size=32, generator=None, jitter=0.06, colour_jitter=0.04, noise=0.02, grey=False):
+def render(scenes, size=IMAGE_SIZE, generator=None, jitter=0.06, colour_jitter=COLOUR_JITTER, noise=NOISE,
+           grey=False):
     """Render a list of Scenes to a float tensor (B, 3, size, size) in [0, 1].
 
     jitter: position jitter in [-1, 1] units; colour_jitter: per-object RGB offset; noise: per-pixel Gaussian std.
@@ -102,7 +108,7 @@ def render(scenes, size=32, generator=None, jitter=0.06, colour_jitter=0.04, noi
     return render_groups([(scenes, generator, grey)], size, jitter, colour_jitter, noise)[0]
 
 
-def render_groups(groups, size=32, jitter=0.06, colour_jitter=0.04, noise=0.02, device=None):
+def render_groups(groups, size=IMAGE_SIZE, jitter=0.06, colour_jitter=COLOUR_JITTER, noise=NOISE, device=None):
     """Render several groups of scenes in one batched call: groups is a list of (scenes, generator, grey). A scene is
     anything with `objects`, which may be empty: a frame of a clip may show nothing (clips.Frame).
 

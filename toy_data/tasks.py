@@ -182,7 +182,7 @@ def make_episode(task, seed, cfg=DataConfig(), pool_size=32, combos=EVAL_COMBOS)
         text = [Example(examples[0].scene, BIND_PREFIX, lb) for lb in rng.sample(labels, 2)]
         return Episode(task, a, examples[:-1], examples[-1], tuple(labels), tuple(text), seed)
 
-    a = {"infer": rng.choice(cfg.infer_attributes), "question": rng.choice(ATTRIBUTES[:4]), "caption": "caption",
+    a = {"infer": rng.choice(ATTRIBUTES), "question": rng.choice(ATTRIBUTES[:4]), "caption": "caption",
          "count": "count"}[task]
     prefix = QUESTION[a] if task in ("question", "count") else ""
 

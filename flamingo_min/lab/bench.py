@@ -37,13 +37,13 @@ from einops import rearrange
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from toy_data import TOKENIZER, DataConfig, build_prompt, make_episode, render
+from toy_data import TOKENIZER, build_prompt, make_episode, render
 
 from .. import train
 from ..batches import Bridge, bridge_batch, to_device
 from ..config import ModelConfig, make_config
 from ..evaluate import left_pad
-from ..flamingo import Flamingo
+from ..flamingo import FF_MULT, Flamingo
 from ..lm import Cache
 from ..masking import cross_attention_mask
 from .. import runs
@@ -110,7 +110,7 @@ class PeerBridge(nn.Module):
         self.resampler = PerceiverResampler(dim=cfg.d_model, depth=cfg.resampler_layers, dim_head=head,
                                             heads=cfg.n_heads, num_latents=cfg.latents, num_media_embeds=1)
         self.xattn = nn.ModuleList(GatedCrossAttentionBlock(dim=cfg.d_model, dim_head=head, heads=cfg.n_heads,
-                                                            ff_mult=cfg.xattn_ff_mult) for _ in model.xattn)
+                                                            ff_mult=FF_MULT) for _ in model.xattn)
 
     def forward(self, b):
         """A Bridge batch -> logits: its pictures laid out (B, N, 3, H, W), encoded, resampled by the peer."""
@@ -331,7 +331,7 @@ def step_split(device, steps=8, warm=3, progress=print, overrides=(), table_rows
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                 with clock("optimiser"):
-                    torch.nn.utils.clip_grad_norm_(params, cfg.train.clip)
+                    torch.nn.utils.clip_grad_norm_(params, train.GRAD_CLIP)
                     opt.step()
 
             for i in range(warm):
@@ -441,13 +441,13 @@ def scaling(model, cfg, device, repeats, sizes, counts, lengths):
             "text_length": {str(t): measure(8, t, 4, 32) for t in lengths}}
 
 
-def inference(model, data, device, repeats, shots=8, new=8):
+def inference(model, device, repeats, shots=8, new=8):
     """One k-shot captioning episode: `new` tokens decoded through the KV cache, and by recomputing the prefix. Both
     take the same greedy tokens (returned, so that a test can hold them equal)."""
     ep = make_episode("caption", 0)
     text, scenes = build_prompt(ep.support(shots), ep.query)
     pids = left_pad([TOKENIZER.encode(text)]).to(device)
-    imgs = render(scenes, data.image_size)[None].to(device)
+    imgs = render(scenes)[None].to(device)
     model.eval()
     banned = [TOKENIZER.pad_id, TOKENIZER.bos_id, TOKENIZER.image_id, TOKENIZER.eoc_id]  # `new` text tokens, always
 
@@ -484,7 +484,7 @@ def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print, cfg=
         recipe_steps=12, split_overrides=(), contend=True, profile_only=False):
     """Every section, at the default configuration (or `cfg`, e.g. a tiny one for tests). compile=False leaves out
     the compiled sections; contend=False the contention section; profile_only runs sections 1 and 7 alone."""
-    cfg, data = cfg or ModelConfig(), DataConfig()
+    cfg = cfg or ModelConfig()
     torch.manual_seed(0)
     model = Flamingo(cfg).to(device).train()
     out = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -498,7 +498,7 @@ def run(device=torch.device("cpu"), repeats=7, quick=False, progress=print, cfg=
                              counts=(1, 4) if quick else (1, 2, 4, 8, 16),
                              lengths=(32, 64) if quick else (32, 64, 128, 256))
     progress("scaling done")
-    out["inference"] = inference(model, data, device, repeats)
+    out["inference"] = inference(model, device, repeats)
     out["recipe"] = recipe(device, compile, recipe_steps, progress)
     if contend:
         progress("contention: two processes side by side")

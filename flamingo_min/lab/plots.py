@@ -1,5 +1,5 @@
 """Every picture the command line saves: loss curves, gate openings (paper Fig. 6), the few-shot curves, sample
-episodes and a look at the toy world. Matplotlib with the Agg backend: no screen needed. Each function returns the
+episodes, a look at the toy world, and the LM's copying (its onset per seed, and which heads bind). Matplotlib with the Agg backend: no screen needed. Each function returns the
 PNG's bytes; callers write them with checkpoints.atomic_write once all their work has succeeded."""
 import io
 
@@ -160,4 +160,37 @@ def world(images, captions, strip, strip_texts):
         _image(fig.add_subplot(grid_rows + 1, cols, i + 1), img, "\n".join(cap.split(" at ")))
     for j, (img, t) in enumerate(zip(strip, strip_texts)):  # one interleaved document, left to right
         _image(fig.add_subplot(grid_rows + 1, cols, grid_rows * cols + j + 1), img, t, "navy")
+    return png(fig)
+
+
+def copying(result):
+    """The LM's 4-shot copying probe against its training step, one line per seed, the onset marked (incontext.py)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for seed, r in result["seeds"].items():
+        steps, acc = zip(*r["curve"]) if r["curve"] else ((), ())
+        line, = ax.plot(steps, acc, "-", lw=1.2, label=f"seed {seed}" + ("" if r["onset"] is not None else " (never)"))
+        if r["onset"] is not None:
+            ax.axvline(r["onset"], color=line.get_color(), ls=":", lw=0.8)
+    ax.axhline(1 / 3, color="grey", ls="--", lw=0.8, label="chance")
+    ax.set_xlabel("LM training step"), ax.set_ylabel("4-shot concept binding in text"), ax.set_ylim(0, 1.02)
+    ax.set_title("in-context copying appears suddenly (dotted: each seed's onset)", fontsize=9)
+    ax.legend(fontsize=7)
+    return png(fig)
+
+
+def heads(found):
+    """Per layer and head: the induction score, and the answer position's attention on matching vs other labels in
+    each probed format (probes.label_attention, probes.induction_scores)."""
+    panels = [("induction score", found["induction"])]
+    for fmt, r in found.items():
+        if isinstance(r, dict):
+            panels += [(f"{fmt}: on matching labels", r["match"]), (f"{fmt}: on other labels", r["other"])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.8), squeeze=False)
+    for ax, (title, grid) in zip(axes[0], panels):
+        ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
+        for i, row in enumerate(grid):
+            for j, v in enumerate(row):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v < 0.6 else "black")
+        ax.set_xticks(range(len(grid[0]))), ax.set_yticks(range(len(grid)))
+        ax.set_xlabel("head"), ax.set_ylabel("layer"), ax.set_title(title, fontsize=8)
     return png(fig)

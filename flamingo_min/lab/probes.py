@@ -1,7 +1,16 @@
-"""Probes of the LM alone: does it bind in context, in text, before it ever sees an image?
+"""Probes of the LM alone: does it bind in context, in text, before it ever sees an image, and how?
 
-`lm_concept_accuracy` reads the LM's answer to a text-only concept-binding episode (`red circle tiv . blue square
-vop . red ring` -> `tiv`) in any binding format of toy_data/formats.py, with or without lures.
+- `lm_concept_accuracy` reads the LM's answer to a text-only concept-binding episode (`red circle tiv . blue square
+  vop . red ring` -> `tiv`) in any binding format of toy_data/formats.py, with or without lures.
+- `copying` is that accuracy as a probe of a training run (train.run_stage's `probe`): logged every 100 LM steps, it
+  shows when in-context copying appears, and `onset` reads the step from the log.
+- `attention` recomputes every head's attention weights, which the fused kernel never shows, from forward hooks on
+  the LM's attention layers; `label_attention` splits the attention of the answer's position (the query's last token)
+  into the labels of the supports that match the query's concept, the labels of the others, and everything else;
+  `induction_scores` is Olsson et al.'s (2022) induction score of each head on a repeated random sequence. Together:
+  which heads bind, and where their attention goes when a prompt's form is new to them.
+
+Shapes: B episodes, T tokens, L layers, H heads.
 """
 import random
 
@@ -9,6 +18,7 @@ import torch
 
 from toy_data import EVAL_NONCE, TOKENIZER
 from toy_data.documents import ATTRIBUTES, VALUES, concept_words
+from toy_data.vocab import WORDS
 from toy_data.formats import BY_NAME
 from toy_data.shapes import COLOURS, COUNTS, POSITIONS, SHAPES, SIZES
 
@@ -82,3 +92,105 @@ def _lm_accuracy(lm, rows, truths):
     ids = left_pad(rows).to(device)
     guess = lm(ids, document_starts(ids, TOKENIZER.bos_id, TOKENIZER.pad_id))[:, -1].argmax(-1)
     return (guess == torch.tensor(truths, device=device)).float().mean().item()
+
+
+# --- watching copying appear during the LM's training ----------------------------------------------------------------
+ONSET = 2 / 3   # a 3-way episode's accuracy half-way from chance (1/3) to perfect: "the LM copies"
+
+
+@torch.no_grad()
+def copying(lm, shots=4, episodes=64):
+    """The probe run_stage logs during the LM's stage: 4-shot concept binding in the plain format, on a fixed set of
+    episodes (seed 0: the same at every step). A few milliseconds on a GPU, about 0.1 s on 2 CPU cores."""
+    was = lm.training
+    acc = lm_concept_accuracy(lm.eval(), shots=shots, episodes=episodes, seed=0)
+    lm.train(was)
+    return {"copy": acc}
+
+
+def onset(metrics, level=ONSET):
+    """The first logged LM step whose copying probe reads at least `level` (None: it never did)."""
+    return next((m["step"] for m in metrics if m["stage"] == "lm" and m.get("copy", 0.0) >= level), None)
+
+
+# --- inside the LM: attention weights, label attention, induction heads ----------------------------------------------
+@torch.no_grad()
+def attention(lm, ids, starts=None):
+    """Every head's attention weights on ids (B, T): a list over layers of (B, H, T, T) tensors. Each attention layer's
+    inputs are caught by a forward pre-hook, and its queries and keys recomputed (SelfAttention.project) as its forward
+    computes them; the fused kernel's own weights are never materialised."""
+    weights, hooks = [], []
+
+    def catch(module, args):
+        x, rope, prev_same, mask = args[:4]
+        q, k, _ = module.project(x, rope, prev_same)
+        scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5                       # (B, H, T, T)
+        allowed = mask if mask is not None else torch.ones(scores.shape[-2:], dtype=torch.bool,
+                                                             device=scores.device).tril()
+        weights.append(scores.masked_fill(~allowed, float("-inf")).softmax(-1))
+
+    for block in lm.blocks:
+        hooks.append(block.attn.register_forward_pre_hook(catch))
+    try:
+        lm(ids, starts)
+    finally:
+        for h in hooks:
+            h.remove()
+    return weights
+
+
+@torch.no_grad()
+def label_attention(lm, fmt="plain", shots=4, episodes=100, seed=0, lures=False):
+    """Where each head looks from the answer's position in concept-binding episodes: (L, H) tensors of the mean
+    attention on the labels of matching supports (`match`: the query's label), on the other supports' labels
+    (`other`), and the accuracy. A binding head puts its weight on `match`; a head that copies any recent label spreads
+    it over `match` and `other` alike."""
+    texts, answers, _ = concept_episodes(shots, 3, episodes, seed, EVAL_NONCE, lures, fmt)
+    device = next(lm.parameters()).device
+    ids = left_pad([TOKENIZER.encode(t) for t in texts]).to(device)                       # (B, T)
+    weights = torch.stack(attention(lm, ids, document_starts(ids, TOKENIZER.bos_id, TOKENIZER.pad_id)))
+    last = weights[:, :, :, -1]                                                           # (L, B, H, T)
+    truth = torch.tensor([TOKENIZER.ids[a] for a in answers], device=device)              # (B,)
+    labels = torch.isin(ids, torch.tensor([TOKENIZER.ids[w] for w in EVAL_NONCE], device=device))
+    match = labels & (ids == truth[:, None])                                              # (B, T)
+    return {"match": mass_on(last, match), "other": mass_on(last, labels & ~match),
+            "accuracy": _lm_accuracy(lm, [TOKENIZER.encode(t) for t in texts], truth.tolist())}
+
+
+@torch.no_grad()
+def induction_scores(lm, length=24, batch=32, seed=0):
+    """Olsson et al.'s induction score, per head (L, H): on `<bos> r1 .. rN r1 .. rN` (N random words), the mean
+    attention from each token of the repeat to the token that followed its first occurrence. An induction head scores
+    near 1: it finds "what came after me last time", the move that in-context copying is made of."""
+    rng = random.Random(seed)
+    pool = [TOKENIZER.ids[w] for w in WORDS if not w.startswith("<")]
+    seqs = [rng.sample(pool, length) for _ in range(batch)]
+    device = next(lm.parameters()).device
+    ids = torch.tensor([[TOKENIZER.bos_id] + s + s for s in seqs], device=device)         # (B, 1 + 2N)
+    return induction_score(torch.stack(attention(lm, ids)), length)
+
+
+def mass_on(last, where):
+    """The mean attention, per layer and head, that one position's weights `last` (L, B, H, T) put on the positions
+    `where` (B, T): (L, H)."""
+    return (last * where[None, :, None]).sum(-1).mean(1)
+
+
+def induction_score(weights, length):
+    """Attention weights (L, B, H, T, T) on `<bos> r1 .. rN r1 .. rN` (N = length) -> (L, H): the mean weight from
+    each token of the repeat to the token after its first occurrence."""
+    second = torch.arange(length + 1, 2 * length + 1, device=weights.device)             # the repeat's positions
+    target = second - length + 1                                                          # after the first copy
+    return weights[:, :, :, second, target].mean((1, 3))
+
+
+def describe_heads(found, top=3):
+    """One line on the heads that bind: the `top` heads by attention on matching labels (label_attention's result
+    under "plain"), each with its attention on the other labels, and the highest induction score."""
+    match, other = found["plain"]["match"], found["plain"]["other"]
+    H = match.shape[1]
+    best = match.flatten().argsort(descending=True)[:top].tolist()
+    heads = ", ".join(f"layer {i // H} head {i % H} {match.flatten()[i]:.2f} vs {other.flatten()[i]:.2f}"
+                      for i in best)
+    return (f"binding heads (the answer's attention on the matching labels vs the other labels, 16 shots): {heads}; "
+            f"highest induction score {found['induction'].max():.2f} (1 = a pure induction head)")

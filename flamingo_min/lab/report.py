@@ -5,22 +5,14 @@ Reads what flamingo_min/evaluate.py writes; nothing in the core reads this file.
 """
 import json
 import os
-import time
 
 import torch
 
 from ..checkpoints import atomic_write, check_writable
 from ..errors import EvalError
-from ..evaluate import (answer, check_request, episode_images, episode_media, episodes_for, evaluate, mean,
-                        shot_label)
+from ..evaluate import answer, check_request, episode_images, episode_media, episodes_for, mean, shot_label
 from toy_data.tasks import shot_count
 from . import plots
-
-
-def timed_evaluate(*args, **kwargs):
-    """evaluate(...) and the seconds it took."""
-    t0 = time.perf_counter()
-    return evaluate(*args, **kwargs), time.perf_counter() - t0
 
 
 @torch.no_grad()

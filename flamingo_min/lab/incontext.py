@@ -1,0 +1,89 @@
+"""In-context copying, seed by seed: `python main.py copying` trains the LM stage alone for several seeds, watches
+its copying appear (probes.copying every 100 steps), and reads every binding format's probe at the end.
+
+The LM is where Flamingo's in-context learning comes from: the bridge only lets pictures reach a mechanism the LM
+already has. That mechanism appears suddenly, after hundreds of steps of next-token training (Olsson et al. 2022's
+phase change), and whether and when it appears depends on the seed and on the text (Chan et al. 2022). A lever on the
+LM's recipe (`--set train.lm_steps=...`, `data.text_formats=...`, ...) counts when it holds over every seed, so each
+one is read here over several:
+
+    runs/copying/NAME/seedS/      a run folder with the `lm` stage alone (resumable, reusable by `train --out`)
+    runs/copying/NAME/copying.json, copying.png, heads.png
+
+copying.json: {"overrides": [...], "formats": {name: "trained" | "held out"}, "seeds": {S: {"onset": step or null,
+"curve": [[step, accuracy], ...], "probes": {"FORMAT/K": accuracy, "lures/K": accuracy}}}}.
+"""
+import json
+import os
+
+import torch
+
+from toy_data.formats import BY_NAME
+
+from .. import runs
+from ..checkpoints import atomic_write, check_writable
+from ..config import make_config
+from ..train import run_stage
+from . import plots, probes
+
+SHOTS = (4, 16)
+
+
+def read_probes(lm, episodes=150, seed=0):
+    """Every declared binding format's text probe at 4 and 16 shots, and lures (plain) at both, on episodes of `seed`
+    (choose a recipe on one seed's episodes, report another's)."""
+    read = lambda k, **kw: probes.lm_concept_accuracy(lm, shots=k, episodes=episodes, seed=seed, **kw)
+    out = {f"{name}/{k}": read(k, fmt=name) for name in BY_NAME for k in SHOTS}
+    out.update({f"lures/{k}": read(k, lures=True) for k in SHOTS})
+    return out
+
+
+def run(out, preset="default", overrides=(), seeds=(0, 1, 2), device=torch.device("cpu"), episodes=150,
+        probe_seed=0, progress=True):
+    """Train (or reuse) the LM of every seed and measure it; writes copying.json and the figures; returns the result."""
+    cfg = make_config(preset, overrides)
+    for name in ("copying.json", "copying.png", "heads.png"):
+        check_writable(os.path.join(out, name))
+    result = {"overrides": list(overrides), "preset": preset, "episodes": episodes, "probe_seed": probe_seed,
+              "formats": {f: "trained" if f in cfg.data.text_formats else "held out" for f in BY_NAME}, "seeds": {}}
+    heads = None
+    for seed in seeds:
+        folder = os.path.join(out, f"seed{seed}")
+        os.makedirs(folder, exist_ok=True)
+        runs.start_run(folder, cfg)
+        run_stage(folder, "lm", cfg, seed, device, progress=progress, probe=probes.copying)
+        lm = runs.load_lm(folder, cfg).to(device)
+        metrics = [m for m in runs.read_metrics(folder) if m["stage"] == "lm" and "copy" in m]
+        result["seeds"][str(seed)] = {"onset": probes.onset(metrics),
+                                      "curve": [[m["step"], m["copy"]] for m in metrics],
+                                      "probes": read_probes(lm, episodes, probe_seed)}
+        if heads is None:   # the first seed's heads, in a trained and (if any) a held-out format
+            held = [f for f, kind in result["formats"].items() if kind == "held out"]
+            heads = {"induction": probes.induction_scores(lm),
+                     **{fmt: probes.label_attention(lm, fmt, 16, episodes=100) for fmt in ["plain"] + held[:1]}}
+            result["heads"] = {"seed": seed, "induction": heads["induction"].tolist(),
+                               **{fmt: {k: v.tolist() if torch.is_tensor(v) else v for k, v in r.items()}
+                                  for fmt, r in heads.items() if fmt != "induction"}}
+    atomic_write(os.path.join(out, "copying.png"), plots.copying(result))
+    atomic_write(os.path.join(out, "heads.png"), plots.heads(result["heads"]))
+    atomic_write(os.path.join(out, "copying.json"), json.dumps(result, indent=1).encode())
+    return result
+
+
+def table(result):
+    """A row per probe (and the onset step), a column per seed, then the mean and the minimum over seeds; held-out
+    formats marked `*`."""
+    seeds = result["seeds"]
+    keys = list(next(iter(seeds.values()))["probes"])
+    mark = lambda k: k.replace("/", "*/") if result["formats"].get(k.split("/")[0]) == "held out" else k
+    lines = [f"{'probe':<12}" + "".join(f"{'seed ' + s:>8}" for s in seeds) + f"{'mean':>8}{'min':>8}"]
+    onsets = [r["onset"] for r in seeds.values()]
+    lines.append(f"{'onset step':<12}" + "".join(f"{'never' if o is None else o:>8}" for o in onsets))
+    for k in keys:
+        values = [r["probes"][k] for r in seeds.values()]
+        lines.append(f"{mark(k):<12}" + "".join(f"{v:>8.2f}" for v in values) +
+                     f"{sum(values) / len(values):>8.2f}{min(values):>8.2f}")
+    lines.append(f"(concept binding in text, FORMAT/shots, {result['episodes']} episodes each; onset: the first "
+                 f"logged LM step whose 4-shot plain probe reads >= {probes.ONSET:.2f}; *: a format the LM's text "
+                 "never used)")
+    return "\n".join(lines)

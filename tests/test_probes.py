@@ -1,0 +1,117 @@
+"""The LM's probes: attention weights read through hooks, the induction and label scores on hand-built attention, the
+copying onset, and a probe watching the LM's stage without changing what it trains."""
+import json
+import os
+
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from conftest import TINY
+from flamingo_min import runs
+from flamingo_min.config import make_config
+from flamingo_min.lab import incontext, probes
+from flamingo_min.lm import LM
+from flamingo_min.masking import document_starts
+from flamingo_min.train import run_stage
+from toy_data import TOKENIZER
+
+
+def small_lm(seed=0):
+    torch.manual_seed(seed)
+    return LM(len(TOKENIZER), TINY.d_model, TINY.n_layers, TINY.n_heads, TINY.context).eval()
+
+
+@given(st.integers(0, 50), st.integers(0, 6))
+def test_hooked_weights_are_the_attention_the_forward_computes(seed, pad):
+    """Weights times values must give the fused kernel's output, for every layer, with left padding (a document of
+    its own): the hooks read the attention the model really uses."""
+    lm, g = small_lm(seed), torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, len(TOKENIZER), (2, 12), generator=g)
+    ids[:, 0] = TOKENIZER.bos_id
+    ids = torch.cat([torch.full((2, pad), TOKENIZER.pad_id), ids], 1)
+    starts = document_starts(ids, TOKENIZER.bos_id, TOKENIZER.pad_id)
+    weights = probes.attention(lm, ids, starts)
+    assert len(weights) == len(lm.blocks)
+    outputs = []
+    for block in lm.blocks:   # the attention layers' own outputs, caught as the forward runs
+        block.attn.register_forward_hook(lambda m, args, out: outputs.append((args, out)))
+    lm(ids, starts)
+    for i, (w, (args, out)) in enumerate(zip(weights, outputs)):
+        assert torch.allclose(w.sum(-1), torch.ones(()), atol=1e-5)                   # each row a distribution
+        assert (w.triu(1) == 0).all()                                                 # causal
+        attn = lm.blocks[i].attn
+        _, _, v = attn.project(*args[:3])
+        mixed = torch.einsum("bhts,bhsd->bthd", w, v).flatten(2)                      # (B, T, D)
+        assert torch.allclose(attn.out(mixed), out, atol=1e-5)
+        if pad:   # the padding and the document never see each other
+            assert (w[:, :, pad:, :pad] == 0).all()
+
+
+def test_induction_score_of_hand_built_patterns():
+    N, T = 5, 11                       # <bos> r1..r5 r1..r5
+    exact = torch.zeros(1, 1, 2, T, T)
+    exact[..., 0, 0] = 1
+    for t in range(1, T):
+        exact[0, 0, 0, t, t - N + 1 if t > N else 0] = 1   # head 0: from each repeated token to the one after its twin
+        exact[0, 0, 1, t, t] = 1                            # head 1: each token to itself
+    score = probes.induction_score(exact, N)
+    assert score[0, 0] == pytest.approx(1.0) and score[0, 1] == pytest.approx(0.0)
+    causal = torch.ones(T, T).tril()
+    uniform = (causal / causal.sum(-1, keepdim=True)).expand(1, 1, 1, T, T)
+    want = sum(1 / (t + 1) for t in range(N + 1, 2 * N + 1)) / N   # 1 / (positions a row can see)
+    assert probes.induction_score(uniform, N)[0, 0] == pytest.approx(want)
+
+
+def test_label_mass_splits_a_hand_built_answer_position():
+    last = torch.zeros(1, 2, 1, 6)                                   # (L, B, H, T): one head, two episodes
+    last[0, 0, 0, 1], last[0, 0, 0, 3], last[0, 0, 0, 5] = 0.6, 0.3, 0.1
+    last[0, 1, 0, 2] = 1.0
+    match = torch.tensor([[0, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0]], dtype=torch.bool)
+    other = torch.tensor([[0, 0, 0, 1, 0, 0], [1, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    assert probes.mass_on(last, match).item() == pytest.approx((0.6 + 1.0) / 2)
+    assert probes.mass_on(last, other).item() == pytest.approx(0.3 / 2)
+
+
+def test_label_attention_finds_the_matching_labels():
+    """On real episodes: the positions it calls matching hold the answer's word, and the split sums to at most 1."""
+    found = probes.label_attention(small_lm(), "after", shots=4, episodes=12)
+    assert found["match"].shape == found["other"].shape == (TINY.n_layers, TINY.n_heads)
+    assert ((found["match"] + found["other"]) <= 1 + 1e-5).all() and (found["match"] >= 0).all()
+    assert 0.0 <= found["accuracy"] <= 1.0
+
+
+def test_onset_is_the_first_step_at_the_level():
+    log = [{"stage": "lm", "step": s, "copy": c} for s, c in ((0, 0.3), (100, 0.5), (200, 0.7), (300, 0.9))]
+    assert probes.onset(log) == 200
+    assert probes.onset(log[:2]) is None
+    assert probes.onset([{"stage": "vision", "step": 0, "copy": 1.0}] + log) == 200   # the LM's log only
+
+
+def test_a_probed_stage_trains_the_same_numbers_and_logs_the_probe(tmp_path):
+    cfg = make_config("quick", ["train.lm_steps=12", "train.log_every=2", "train.ckpt_every=100",
+                                "model.d_model=32", "model.n_layers=2", "model.n_heads=2"])
+    seen = []
+
+    def probe(model):
+        seen.append(model.training)
+        return probes.copying(model, episodes=4)
+
+    for name, p in (("plain", None), ("probed", probe)):
+        runs.start_run(str(tmp_path / name), cfg)
+        run_stage(str(tmp_path / name), "lm", cfg, progress=False, probe=p, probe_every=4)
+    plain, probed = (runs.read_metrics(str(tmp_path / n)) for n in ("plain", "probed"))
+    assert [m["loss"] for m in plain] == [m["loss"] for m in probed]          # the probe changes nothing it trains
+    assert [m["step"] for m in probed if "copy" in m] == [0, 4, 8, 11]       # every 4th logged step, and the last
+    assert seen and all(seen)                                                 # and hands the model back training
+
+
+def test_copying_command_writes_its_record(tmp_path):
+    out = str(tmp_path / "c")
+    result = incontext.run(out, "quick", ["train.lm_steps=4", "model.d_model=32", "model.n_layers=2",
+                                          "model.n_heads=2"], seeds=(0,), episodes=3, progress=False)
+    saved = json.load(open(os.path.join(out, "copying.json")))
+    assert saved["seeds"]["0"]["curve"] and set(saved["formats"]) >= {"plain", "late"}
+    assert saved["formats"]["plain"] == "trained" and saved["formats"]["late"] == "held out"
+    assert os.path.getsize(os.path.join(out, "heads.png")) > 0
+    assert "onset step" in incontext.table(result) and "late*/4" in incontext.table(result)

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: train quick seeds ablate video large gpu-check test lessons lesson-weights bench clean
+.PHONY: train quick seeds ablate video forms copying large gpu-check test lessons lesson-weights bench clean
 
 # The pinned requirements, then this project itself in editable mode (no dependencies of its own to fetch), so that
 # lessons and scripts import flamingo_min, toy_data and lessons from anywhere.
@@ -14,13 +14,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-train: $(VENV)/.installed      ## the reference run: three stages, then the few-shot evaluation (~15 min on 2 cores)
+train: $(VENV)/.installed      ## the reference run: three stages, then the few-shot evaluation (~14 min on 2 cores)
 	$(PY) main.py train
 
 quick: $(VENV)/.installed      ## everything at toy speed (~2 min)
 	$(PY) main.py train --preset quick
 
-seeds: $(VENV)/.installed      ## the reference run for seeds 0, 1 and 2, then their means and spreads (~45 min)
+seeds: $(VENV)/.installed      ## the reference run for seeds 0, 1 and 2, then their means and spreads (~40 min)
 	for s in 0 1 2; do $(PY) main.py train --seed $$s --out runs/seed$$s || exit 1; done
 	$(PY) main.py report runs/seed0 runs/seed1 runs/seed2 --out runs
 
@@ -29,6 +29,12 @@ ablate: $(VENV)/.installed     ## the paper's Table 3 at toy scale: 16 variants 
 
 video: $(VENV)/.installed      ## the reference run plus clips of moving shapes and the video tasks (~10 min on 2 cores)
 	$(PY) main.py train --preset video
+
+forms: $(VENV)/.installed      ## the reference run with binding in four forms and 2500 LM steps (~15 min on 2 cores)
+	$(PY) main.py train --preset forms --out runs/forms
+
+copying: $(VENV)/.installed    ## the LM alone, seeds 0-4: when its copying appears, and in which forms (~18 min on 2 cores)
+	$(PY) main.py copying --seeds 5
 
 lesson-weights: $(VENV)/.installed  ## lessons/trained.pt, which lessons 8-10 read (34 min on 2 shared cores)
 	$(PY) -m lessons.trained

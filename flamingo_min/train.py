@@ -206,8 +206,8 @@ SETUP = {"lm": setup_lm, "vision": setup_vision, "flamingo": setup_flamingo}
 # --- the loop ------------------------------------------------------------------------------------------------------
 def learning_rate_fraction(step, steps, warmup, cool_down):
     """Linear warm-up, then constant (the paper's bridge schedule); with cool_down (our choice, every stage by
-    default) the last fifth decays, cosine to 10%. A long constant phase matters for the LM: its induction heads
-    (in-context copying) appear suddenly after ~600 steps, and an early decay can stall them."""
+    default) the last fifth decays, cosine to 10%. A long constant phase matters for the LM: its in-context copying
+    appears suddenly, after hundreds of steps, and an early decay can stall it (docs/incontext.md)."""
     frac = min(1.0, (step + 1) / warmup) if warmup else 1.0
     cool = int(0.8 * steps)
     if cool_down and step >= cool:
@@ -225,6 +225,20 @@ def compile_blocks(model, mode="default"):
         elif isinstance(m, VisionEncoder):
             m.net.compile(mode=mode)
     return model
+
+
+def first_non_finite(losses, norms, start, upto):
+    """Where steps [start, upto) went wrong, in words, or None: the earliest step whose loss or gradient norm is not
+    finite, its loss named before its norm. A gradient can turn non-finite under a finite loss (clipping then spreads
+    it to every weight, and only the next step's loss shows it): it is named at its own step."""
+    bad = (~torch.isfinite(torch.stack([losses[start:upto], norms[start:upto]]))).nonzero().tolist()
+    if not bad:
+        return None
+    which, first = min(bad, key=lambda wf: (wf[1], wf[0]))
+    first += start
+    what = (f"the loss became {losses[first].item()}" if which == 0 else
+            f"the gradient became {norms[first].item()} (its loss was {losses[first].item():.4g})")
+    return f"{what} at step {first}"
 
 
 class Objective(torch.nn.Module):
@@ -257,9 +271,9 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
     main = dist.is_main()
     torch.manual_seed(seed + STAGES.index(stage))
     s = SETUP[stage](run, cfg, device, seed)
-    model, steps, t = s.model, s.steps, cfg.train
-    if t.compile != "off":
-        compile_blocks(model, t.compile)
+    model, steps, train_cfg = s.model, s.steps, cfg.train
+    if train_cfg.compile != "off":
+        compile_blocks(model, train_cfg.compile)
     objective = dist.wrap(Objective(model, s.loss), device)
     # One fused kernel for every parameter's update (no per-parameter loop, no step counter read on the host).
     opt = torch.optim.AdamW(s.groups, betas=(0.9, 0.95), weight_decay=WEIGHT_DECAY, fused=True)
@@ -276,24 +290,17 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
 
     # A step reads nothing back from the device (tests/test_step.py counts): each step's loss and gradient norm are kept
     # there, and read only where the log or a checkpoint needs them. A non-finite one is found then, before anything
-    # is written. A gradient can turn non-finite under a finite loss (clipping then spreads it to every weight, and
-    # only the next step's loss shows it): it is named at its own step.
+    # is written.
     losses, norms, checked = torch.zeros(steps, device=device), torch.zeros(steps, device=device), start
 
     def check_finite(upto):
         nonlocal checked
-        if upto <= checked:
-            return
-        bad = (~torch.isfinite(torch.stack([losses[checked:upto], norms[checked:upto]]))).nonzero().tolist()
-        if bad:
-            which, first = min(bad, key=lambda wf: (wf[1], wf[0]))      # the earliest step; its loss before its norm
-            first += checked
-            what = (f"the loss became {losses[first].item()}" if which == 0 else
-                    f"the gradient became {norms[first].item()} (its loss was {losses[first].item():.4g})")
-            raise TrainingError(f"stage {stage}: {what} at step {first}. The last good checkpoint ({path}) is "
-                                "intact (the same command resumes from it); docs/performance.md says what has made a "
-                                "step non-finite before.")
-        checked = upto
+        wrong = first_non_finite(losses, norms, checked, upto) if upto > checked else None
+        if wrong:
+            raise TrainingError(f"stage {stage}: {wrong}. The last good checkpoint ({path}) is intact (the same "
+                                "command resumes from it); docs/performance.md says what has made a step non-finite "
+                                "before.")
+        checked = max(checked, upto)
 
     def checkpoint(step, done):
         check_finite(step)
@@ -307,8 +314,8 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
     bar = tqdm(range(start, steps), desc=f"{stage:>8}", initial=start, total=steps,
                unit="step", dynamic_ncols=True, leave=True, disable=not (progress and main))
     step = start - 1
-    for step, data in zip(bar, batches(s.load, start, steps, device, data_workers(t, device))):
-        frac = learning_rate_fraction(step, steps, t.warmup, s.cool_down)
+    for step, data in zip(bar, batches(s.load, start, steps, device, data_workers(train_cfg, device))):
+        frac = learning_rate_fraction(step, steps, train_cfg.warmup, s.cool_down)
         for g, lr in zip(opt.param_groups, base_lr):
             g["lr"] = lr * frac
         loss, extra = objective(data)
@@ -320,7 +327,7 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         loss.backward()
         norms[step] = torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
         opt.step()
-        logged = step % t.log_every == 0 or step == steps - 1
+        logged = step % train_cfg.log_every == 0 or step == steps - 1
         if logged:
             check_finite(step + 1)
         if logged and main:
@@ -332,7 +339,7 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
                               **seen})
         if stop_after is not None and step + 1 >= stop_after:
             break
-        if (step + 1) % t.ckpt_every == 0 and step + 1 < steps:
+        if (step + 1) % train_cfg.ckpt_every == 0 and step + 1 < steps:
             checkpoint(step + 1, done=False)
     bar.close()
     checkpoint(step + 1, done=step + 1 == steps)

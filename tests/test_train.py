@@ -120,6 +120,17 @@ def test_clear_failures_leave_the_last_checkpoint_intact(tiny_run, tmp_path, mon
     assert not [f for f in os.listdir(fresh) if f.endswith(".tmp")]
 
 
+def test_the_first_non_finite_step_is_named_with_what_went_wrong():
+    losses, norms = torch.ones(10), torch.ones(10)
+    assert train.first_non_finite(losses, norms, 0, 10) is None
+    losses[7], norms[5] = float("inf"), float("nan")
+    assert train.first_non_finite(losses, norms, 0, 10) == "the gradient became nan (its loss was 1) at step 5"
+    assert train.first_non_finite(losses, norms, 0, 5) is None                        # [start, upto): 5 not yet
+    assert train.first_non_finite(losses, norms, 6, 10) == "the loss became inf at step 7"
+    losses[5] = float("nan")                                  # both at one step: its loss is named, not its norm
+    assert train.first_non_finite(losses, norms, 2, 10) == "the loss became nan at step 5"
+
+
 def test_a_checkpoint_with_a_setting_this_code_lacks_is_a_different_configuration():
     saved = train.to_dict(CFG)
     saved["data"]["retired_knob"] = 0.5        # written by an older version of the code

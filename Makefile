@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: train quick seeds ablate video forms copying large gpu-check test lessons lesson-weights bench clean
+.PHONY: train quick seeds ablate video forms copying scale large gpu-check test lessons lesson-weights bench clean
 
 # The pinned requirements, then this project itself in editable mode (no dependencies of its own to fetch), so that
 # lessons and scripts import flamingo_min, toy_data and lessons from anywhere.
@@ -35,6 +35,9 @@ forms: $(VENV)/.installed      ## the reference run with binding in four forms a
 
 copying: $(VENV)/.installed    ## the LM alone, seeds 0-4: when its copying appears, and in which forms (~18 min on 2 cores)
 	$(PY) main.py copying --seeds 5
+
+scale: $(VENV)/.installed      ## binding against shots for three model sizes, seeds 0-2 each (~130 min on 2 cores)
+	$(PY) main.py scale --seeds 3
 
 lesson-weights: $(VENV)/.installed  ## lessons/trained.pt, which lessons 8-10 read (34 min on 2 shared cores)
 	$(PY) -m lessons.trained

@@ -230,6 +230,18 @@ def cmd_copying(args):
     print(incontext.table(result) + f"\nwritten {out}/copying.json, copying.png and heads.png")
 
 
+def cmd_scale(args):
+    from flamingo_min.errors import ConfigError
+    from flamingo_min.lab import scale
+    sizes = listed(args.sizes)
+    bad = [s for s in sizes if s not in scale.SIZES]
+    if bad or not sizes:
+        raise ConfigError(f"--sizes {args.sizes!r}: choose from {', '.join(scale.SIZES)}, comma-separated")
+    result = scale.run(args.out, sizes, range(args.seeds), args.episodes, pick_device(args.device),
+                       say=lambda s: print(f"  {s}", file=sys.stderr))
+    print(scale.table(result) + f"\nwritten {args.out}/scale.json and scale.png")
+
+
 def cmd_check(args):
     from flamingo_min.errors import FlamingoError
     from flamingo_min.checkpoints import atomic_write, check_writable
@@ -378,6 +390,7 @@ def parser():
     s.set_defaults(fn=cmd_sample)
 
     from flamingo_min.lab.ablate import PRESETS as ABLATE, VARIANTS
+    from flamingo_min.lab.scale import SIZES
     ab = sub.add_parser("ablate", parents=[device], help="the paper's Table 3: one bridge per design choice removed",
                         description="Pretrains the LM and the vision encoder once (OUT/pretrained), then trains the "
                         "flamingo stage once per variant and seed on those frozen parts (OUT/VARIANT/seedS, each a run "
@@ -412,6 +425,21 @@ def parser():
                    "recipe on another seed's episodes than those you report")
     c.add_argument("--out", help="output folder (default runs/copying/PRESET)")
     c.set_defaults(fn=cmd_copying)
+
+    sc = sub.add_parser("scale", parents=[device], help="the paper's Figure 2 at toy scale: binding against shots "
+                        "for three model sizes, several seeds each",
+                        description="Trains the reference recipe at each size (a wider and deeper LM and bridge; the "
+                        "vision encoder as it is) for seeds 0..N-1 (OUT/SIZE/seedS, each a run folder that train "
+                        "--out finishes and eval --run reads; a killed scale resumes where it stopped), evaluates "
+                        "concept binding in every form at 1-16 shots, and writes scale.json and scale.png (bind/closed "
+                        "and each held-out form against shots, a line per size).",
+                        epilog="sizes: " + "; ".join(f"{k}: {' '.join(v) or 'the default model'}"
+                                                     for k, v in SIZES.items()) + ".")
+    sc.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated (default {','.join(SIZES)})")
+    sc.add_argument("--seeds", type=whole(1), default=3, help="seeds 0..N-1 per size (default 3)")
+    sc.add_argument("--episodes", type=whole(1), default=200, help="episodes per cell (default 200)")
+    sc.add_argument("--out", default="runs/scale", help="output folder (default runs/scale)")
+    sc.set_defaults(fn=cmd_scale)
 
     d = sub.add_parser("data", parents=[seeded], help="a picture of the toy world and one interleaved document")
     d.add_argument("--out", default="runs/world.png", help="PNG path (default runs/world.png)")

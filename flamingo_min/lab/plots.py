@@ -1,6 +1,7 @@
 """Every picture the command line saves: loss curves, gate openings (paper Fig. 6), the few-shot curves, sample
-episodes, a look at the toy world, and the LM's copying (its onset per seed, and which heads bind). Matplotlib with the Agg backend: no screen needed. Each function returns the
-PNG's bytes; callers write them with checkpoints.atomic_write once all their work has succeeded."""
+episodes, a look at the toy world, the LM's copying (its onset per seed, and which heads bind) and binding by model
+size (paper Fig. 2). Matplotlib with the Agg backend: no screen needed. Each function returns the PNG's bytes;
+callers write them with checkpoints.atomic_write once all their work has succeeded."""
 import io
 
 import matplotlib
@@ -193,4 +194,41 @@ def heads(found):
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v < 0.6 else "black")
         ax.set_xticks(range(len(grid[0]))), ax.set_yticks(range(len(grid)))
         ax.set_xlabel("head"), ax.set_ylabel("layer"), ax.set_title(title, fontsize=8)
+    return png(fig)
+
+
+SIZE_COLOURS = ("tab:green", "tab:blue", "tab:purple", "tab:red", "tab:brown")
+
+
+def scale(result):
+    """Concept binding (close-ended) against shots, one line per model size with its seeds' min-max band: plain
+    binding, each held-out form, and the held-out forms' mean; the ideal observer grey (lab/scale.py)."""
+    held = result["held_out"]
+    panels = ["bind"] + held + ["held-out mean"]
+    cols = 4
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, task in zip(axes.flat, panels):
+        for colour, (size, r) in zip(SIZE_COLOURS, result["sizes"].items()):
+            ks = list(next(iter(r["seeds"].values()))["scores"]["bind/closed"])
+            per_seed = [[sum(s["scores"][f"{t}/closed"][k] for t in held) / len(held) if task == "held-out mean"
+                         else s["scores"][f"{task}/closed"][k] for k in ks] for s in r["seeds"].values()]
+            x = range(len(ks))
+            lo, hi = [min(v) for v in zip(*per_seed)], [max(v) for v in zip(*per_seed)]
+            ax.plot(x, [sum(v) / len(v) for v in zip(*per_seed)], "o-", ms=3, color=colour,
+                    label=f"{size} (LM {r['params']['lm'] / 1e6:.2f}M)")
+            ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0)
+        ax.plot(x, [result["ideal"][k] for k in ks], "-.", color="gray", lw=1, label="ideal observer")
+        ax.axhline(1 / 3, color="gray", ls=":", lw=1, label="chance")
+        ax.set_xticks(list(x), ks), ax.set_ylim(0.2, 1.02)
+        ax.set_title(task + (" (held out)" if task in held else ""), fontsize=9)
+        ax.set_xlabel("shots", fontsize=8)
+    axes[0][0].set_ylabel("close-ended accuracy", fontsize=8)
+    axes[0][0].legend(fontsize=6, loc="lower right")
+    seeds = ", ".join(next(iter(result["sizes"].values()))["seeds"])
+    fig.suptitle(f"concept binding by model size ({result['episodes']} episodes per point; mean and min-max band "
+                 f"over seeds {seeds})", fontsize=9)
+    fig.tight_layout()
     return png(fig)

@@ -36,7 +36,7 @@ forms: $(VENV)/.installed      ## the reference run with binding in four forms a
 copying: $(VENV)/.installed    ## the LM alone, seeds 0-4: when its copying appears, and in which forms (~18 min on 2 cores)
 	$(PY) main.py copying --seeds 5
 
-scale: $(VENV)/.installed      ## binding against shots for three model sizes, seeds 0-2 each (~130 min on 2 cores)
+scale: $(VENV)/.installed      ## binding against shots for three model sizes, seeds 0-2 each (~110 min on 2 cores)
 	$(PY) main.py scale --seeds 3
 
 lesson-weights: $(VENV)/.installed  ## lessons/trained.pt, which lessons 8-10 read (34 min on 2 shared cores)

@@ -247,7 +247,8 @@ def cmd_check(args):
     from flamingo_min.checkpoints import atomic_write, check_writable
     from lessons.exercises import EXERCISES, STUDENT, grade
     from lessons.exercises.hints import hint
-    if args.hint is not None and (not args.exercise or args.class_dir is not None or len(args.file) > 1 or args.csv or args.json):
+    one_of_one = args.exercise and args.class_dir is None and len(args.file) == 1 and not (args.csv or args.json)
+    if args.hint is not None and not one_of_one:
         raise FlamingoError("--hint is for one exercise of one file, without --csv or --json: `python main.py check "
                             "EXERCISE --hint`")
     outputs = {"csv": args.csv, "json": args.json}
@@ -303,8 +304,8 @@ def cmd_bench(args):
     from flamingo_min.checkpoints import atomic_write, check_writable
     check_writable(os.path.join(args.out, "bench.json"))
     say = (lambda s: None) if args.json else (lambda s: print(f"  {s}", file=sys.stderr))
-    result = bench.run(pick_device(args.device), repeats=args.repeats, quick=args.quick, progress=say, compile=not args.no_compile,
-                       contend=not args.no_contention, profile_only=args.profile)
+    result = bench.run(pick_device(args.device), repeats=args.repeats, quick=args.quick, progress=say,
+                       compile=not args.no_compile, contend=not args.no_contention, profile_only=args.profile)
     picture = bench.plot(result)
     atomic_write(os.path.join(args.out, "bench.json"), json.dumps(result, indent=1).encode())
     written = [f"{args.out}/bench.json"]
@@ -428,8 +429,9 @@ def parser():
 
     sc = sub.add_parser("scale", parents=[device], help="the paper's Figure 2 at toy scale: binding against shots "
                         "for three model sizes, several seeds each",
-                        description="Trains the reference recipe at each size (a wider and deeper LM and bridge; the "
-                        "vision encoder as it is) for seeds 0..N-1 (OUT/SIZE/seedS, each a run folder that train "
+                        description="Trains the default recipe at each size (the LM, and with it the bridge, narrower "
+                        "and shallower for small, wider and deeper for big; the vision encoder as it is: 3 sizes x 3 "
+                        "seeds are nine training runs: docs/incontext.md) for seeds 0..N-1 (OUT/SIZE/seedS, each a run folder that train "
                         "--out finishes and eval --run reads; a killed scale resumes where it stopped), evaluates "
                         "concept binding in every form at 1-16 shots, and writes scale.json and scale.png (bind/closed "
                         "and each held-out form against shots, a line per size).",

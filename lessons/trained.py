@@ -16,8 +16,8 @@ preset's seed 0.
 
 A lesson calls `run("video")`: on first use (or when trained.pt is newer) the file is unpacked into an ordinary run
 folder, runs/lesson/video (lm.pt, vision.pt, flamingo.pt, config.json), which `runs.load_run` then reads with every
-check it applies to any run: program, format and SHA-256 fingerprint (checkpoints.py), the recorded configuration against
-this code's, the weights against that configuration. `python main.py eval --run runs/lesson/video` works on it too.
+check it applies to any run: program, format and SHA-256 fingerprint (checkpoints.py), the recorded configuration
+against this code's, the weights against that configuration. `python main.py eval --run runs/lesson/video` works on it too.
 
 Why weights and not a small preset trained on first use: binding needs the LM's 900 steps and the encoder's 800
 before the bridge can learn it (docs/recipe.md), minutes of training before the bridge's first step, and at

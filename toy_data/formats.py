@@ -15,10 +15,11 @@ label to a picture should not depend on the words around it. A format is the tex
 A remark (its size, position or count) and an aside (its colour or shape) are true of their picture and never name
 the bound attribute (a colour-binding example may say which shape its object has, never which colour), so the label
 stays the only thing bound. An aside names a word that the LM's concept-binding text binds with (`red circle tiv .`)
-but which here does not decide the label: the hardest of these forms. Training uses the formats listed in data.bind_formats
-(documents) and data.text_formats (the LM's text), both `plain` in the recipe (docs/recipe.md says why); any other
-declared format is held out, and the evaluation reports it apart (`bind-after*`). To add a format, add a line to FORMATS: the evaluation gains a task
-`bind-<name>`, and a training run uses it once you list it in those settings.
+but which here does not decide the label: the hardest of these forms. Training uses the formats listed in
+data.bind_formats (documents) and data.text_formats (the LM's text), both `plain` in the recipe (docs/recipe.md says
+why); any other declared format is held out, and the evaluation reports it apart (`bind-after*`). To add a format,
+add a line to FORMATS: the evaluation gains a task `bind-<name>`, and a training run uses it once you list it in
+those settings.
 
 The LM's text writes a picture as its words (`red circle`), and the plain format's `:` drops out, as the LM's own
 binding text has always read `red circle tiv .`: `red circle tiv . where ? top-left .` is `after` in text.

@@ -366,8 +366,8 @@ def step_split(device, steps=8, warm=3, progress=print, overrides=(), table_rows
     return out
 
 
-# How idle OpenMP threads wait, as `contention` compares them: ours (every entry point's default: flamingo_min/__init__),
-# sleeping at once, and OpenMP's own default.
+# How idle OpenMP threads wait, as `contention` compares them: ours (the entry points' default: main.py,
+# lessons/own_checkout.py), sleeping at once, and OpenMP's own default.
 WAITS = {"spin 1,000 rounds, then sleep (ours)": {"GOMP_SPINCOUNT": "1000"},
          "sleep at once (PASSIVE)": {"OMP_WAIT_POLICY": "PASSIVE"},
          "OpenMP's default": {}}
@@ -537,7 +537,8 @@ def table(r):
                  f"step above ({model_only * 1e3:.1f} ms, the same steps' batches); device operations, data apart: "
                  f"{ops['real']} against {ops['model_only']} ({ops['real'] / ops['model_only']:.2f}x)")
     if "profile_table" in r["split"]["flamingo"]:
-        lines += ["", "torch.profiler, the bridge's step, operators by own time:", r["split"]["flamingo"]["profile_table"]]
+        lines += ["", "torch.profiler, the bridge's step, operators by own time:",
+                  r["split"]["flamingo"]["profile_table"]]
     if "utilisation" not in r:   # bench --profile
         return "\n".join(lines)
     u = r["utilisation"]

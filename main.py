@@ -351,7 +351,8 @@ def parser():
                            for part, f in settable()))
     t.add_argument("--preset", default="default", choices=list(PRESETS),
                    help="quick: every stage at toy speed, too few steps to learn; default: the reference run; video: "
-                   "the default plus clips (moving, growing, turning shapes) and the video tasks; large: one GPU "
+                   "the default plus clips (moving, growing, turning shapes) and the video tasks; forms: the "
+                   "default with binding in four surface forms and 2500 LM steps (docs/incontext.md); large: one GPU "
                    "(how long each takes: docs/performance.md)")
     t.add_argument("--out", help="run folder (default runs/PRESET)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -431,7 +432,8 @@ def parser():
                         "for three model sizes, several seeds each",
                         description="Trains the default recipe at each size (the LM, and with it the bridge, narrower "
                         "and shallower for small, wider and deeper for big; the vision encoder as it is: 3 sizes x 3 "
-                        "seeds are nine training runs: docs/incontext.md) for seeds 0..N-1 (OUT/SIZE/seedS, each a run folder that train "
+                        "seeds are nine training runs: docs/incontext.md) for seeds 0..N-1 (OUT/SIZE/seedS, each a run "
+                        "folder that train "
                         "--out finishes and eval --run reads; a killed scale resumes where it stopped), evaluates "
                         "concept binding in every form at 1-16 shots, and writes scale.json and scale.png (bind/closed "
                         "and each held-out form against shots, a line per size).",

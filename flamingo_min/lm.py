@@ -1,7 +1,7 @@
 """The language model: a small GPT-style decoder, pretrained on text and then frozen (paper section 2).
 
 Pre-LayerNorm blocks with causal self-attention through `F.scaled_dot_product_attention`, a feed-forward, and an
-output head tied to the token embedding. Two choices the paper leaves to us:
+output head tied to the token embedding. Three choices the paper leaves to us:
 
 - Rotary position embeddings (RoFormer). Attention then depends only on the distance between tokens, never on absolute
   position, so a 16-shot prompt (longer than any interleaved training document) looks, locally, like the text the LM

@@ -39,7 +39,7 @@ copying: $(VENV)/.installed    ## the LM alone, seeds 0-4: when its copying appe
 scale: $(VENV)/.installed      ## binding against shots for three model sizes, seeds 0-2 each (~110 min on 2 cores)
 	$(PY) main.py scale --seeds 3
 
-lesson-weights: $(VENV)/.installed  ## lessons/trained.pt, which lessons 8-10 read (34 min on 2 shared cores)
+lesson-weights: $(VENV)/.installed  ## lessons/trained.pt, which lessons 8-10 read (~15 min on 2 cores)
 	$(PY) -m lessons.trained
 
 large: $(VENV)/.installed      ## one GPU: wider, deeper, longer (4.6 min of training on an H200: docs/performance.md)
@@ -48,7 +48,7 @@ large: $(VENV)/.installed      ## one GPU: wider, deeper, longer (4.6 min of tra
 # One GPU measured, each part under its own time cap: where a step goes (bench --profile), the default run, the large
 # preset, each with its evaluation (docs/performance.md). A python3 that already holds torch and the rest (a cloud
 # image, a lab cluster) is used as it is: nothing is installed, nothing fetched.
-gpu-check:                     ## one GPU measured: bench --profile, make train, make large (~8 min on an H200)
+gpu-check:                     ## one GPU measured: bench --profile, make train, make large (~9 min on an H200)
 	@if $(PYTHON) -c "import torch, einops, tqdm, matplotlib" 2>/dev/null; then py=$(PYTHON); \
 	else $(MAKE) --no-print-directory $(VENV)/.installed && py=$(PY); fi; \
 	set -x; export PYTHONUNBUFFERED=1; rc=0; \

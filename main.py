@@ -327,8 +327,10 @@ def parser():
     device = argparse.ArgumentParser(add_help=False)
     device.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="where to run (default auto: a GPU if there is one)")
-    seeded = argparse.ArgumentParser(add_help=False)
-    seeded.add_argument("--seed", type=whole(0), default=0, help="fixes data, initialisation and episodes (default 0)")
+    def seeded(what):   # every command's --seed fixes something else: its help says what
+        parent = argparse.ArgumentParser(add_help=False)
+        parent.add_argument("--seed", type=whole(0), default=0, help=f"fixes {what} (default 0)")
+        return parent
     run = argparse.ArgumentParser(add_help=False)
     run.add_argument("--run", required=True, help="a run folder with a finished flamingo stage, e.g. runs/default")
 
@@ -336,7 +338,7 @@ def parser():
                                 "scale. Train the paper's three-stage recipe, evaluate few-shot learning, look inside.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", parents=[seeded, device],
+    t = sub.add_parser("train", parents=[seeded("data, initialisation and episodes"), device],
                        help="pretrain the LM, the vision encoder, then the bridge; then evaluate",
                        formatter_class=argparse.RawDescriptionHelpFormatter,   # the keys' table, one per line
                        description=textwrap.fill(
@@ -361,7 +363,7 @@ def parser():
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     t.set_defaults(fn=cmd_train)
 
-    e = sub.add_parser("eval", parents=[run, seeded, device], help="few-shot evaluation of a trained run",
+    e = sub.add_parser("eval", parents=[run, seeded("the episodes"), device], help="few-shot evaluation of a trained run",
                        description="Scores against shots on held-out episodes; writes eval.json and fewshot.png.")
     e.add_argument("--shots", default=",".join(SHOTS),
                    help=f"comma-separated shot counts; 'none' is the query alone (default {','.join(SHOTS)})")
@@ -383,9 +385,10 @@ def parser():
     r.add_argument("--out", help="folder for report.json and fewshot.png (default: the runs' common parent)")
     r.set_defaults(fn=cmd_report)
 
-    s = sub.add_parser("sample", parents=[run, seeded, device], help="a picture of a few episodes and the model's "
+    s = sub.add_parser("sample", parents=[run, seeded("the episodes"), device], help="a picture of a few episodes and the model's "
                        "answers", description="The model's open-ended answers (beam 3) on a few evaluation episodes.")
-    s.add_argument("--task", default="bind", choices=ALL_TASKS)
+    s.add_argument("--task", default="bind", choices=ALL_TASKS, metavar="TASK",
+                   help=f"which task's episodes: {', '.join(ALL_TASKS)} (default bind)")
     s.add_argument("--shots", type=whole(0), default=4, help="examples per prompt (default 4)")
     s.add_argument("--n", type=whole(1), default=4, help="how many episodes (default 4)")
     s.add_argument("--out", help="PNG path (default RUN/samples_TASK.png)")
@@ -445,7 +448,11 @@ def parser():
     sc.add_argument("--out", default="runs/scale", help="output folder (default runs/scale)")
     sc.set_defaults(fn=cmd_scale)
 
-    d = sub.add_parser("data", parents=[seeded], help="a picture of the toy world and one interleaved document")
+    d = sub.add_parser("data", parents=[seeded("the scenes and the document")],
+                       help="a picture of the toy world and one interleaved document",
+                       description="Draws 32 scenes of the toy world (24 single shapes, 8 of two to four) with their "
+                       "captions, and one interleaved training document (its pictures and chunks of text), into one PNG; prints "
+                       "the document's tokens and the targets its loss scores.")
     d.add_argument("--out", default="runs/world.png", help="PNG path (default runs/world.png)")
     d.set_defaults(fn=cmd_data)
 

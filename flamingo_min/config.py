@@ -86,7 +86,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lm_steps: int = knob(900, lo=1, stage="lm")         # copying appears suddenly, after 600-700 (docs/recipe.md)
+    # The LM's copying appears suddenly, at 600-800 steps on most seeds, on some later (docs/incontext.md).
+    lm_steps: int = knob(900, lo=1, stage="lm")
     lm_batch: int = knob(16, lo=1, stage="lm")          # packed sequences of data.text_len tokens
     lm_lr: float = knob(3e-3, lo=1e-6, hi=1, stage="lm")
     vision_steps: int = knob(800, lo=1, stage="vision")  # 500: a seed in 3 read held-out shapes badly (docs/recipe.md)

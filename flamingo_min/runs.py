@@ -3,7 +3,8 @@ models read back from it.
 
     runs/NAME/config.json      the configuration (--preset and --set), written once every checkpoint agrees with it
     runs/NAME/lm.pt, vision.pt, flamingo.pt   each stage's checkpoint (checkpoints.py): weights, optimiser, step
-    runs/NAME/metrics.jsonl    one line per logged step: stage, step, loss, learning rate, seconds, gates
+    runs/NAME/metrics.jsonl    one line per logged step: stage, step, loss, learning rate, seconds, gates,
+                               and the LM's copying probe (`copy`) every 100 LM steps
 
 A stage's checkpoint depends only on the settings its stage reads (the `stage=` of each setting in config.py), so one
 pretrained LM and encoder serve every variant of the bridge, and a run resumed with different settings stops with a

@@ -22,7 +22,7 @@ add a line to FORMATS: the evaluation gains a task `bind-<name>`, and a training
 those settings.
 
 The LM's text writes a picture as its words (`red circle`), and the plain format's `:` drops out, as the LM's own
-binding text has always read `red circle tiv .`: `red circle tiv . where ? top-left .` is `after` in text.
+binding text reads `red circle tiv .`: `red circle tiv . where ? top-left .` is `after` in text.
 """
 import re
 from dataclasses import dataclass

@@ -363,7 +363,8 @@ def parser():
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     t.set_defaults(fn=cmd_train)
 
-    e = sub.add_parser("eval", parents=[run, seeded("the episodes"), device], help="few-shot evaluation of a trained run",
+    e = sub.add_parser("eval", parents=[run, seeded("the episodes"), device],
+                       help="few-shot evaluation of a trained run",
                        description="Scores against shots on held-out episodes; writes eval.json and fewshot.png.")
     e.add_argument("--shots", default=",".join(SHOTS),
                    help=f"comma-separated shot counts; 'none' is the query alone (default {','.join(SHOTS)})")
@@ -385,8 +386,9 @@ def parser():
     r.add_argument("--out", help="folder for report.json and fewshot.png (default: the runs' common parent)")
     r.set_defaults(fn=cmd_report)
 
-    s = sub.add_parser("sample", parents=[run, seeded("the episodes"), device], help="a picture of a few episodes and the model's "
-                       "answers", description="The model's open-ended answers (beam 3) on a few evaluation episodes.")
+    s = sub.add_parser("sample", parents=[run, seeded("the episodes"), device],
+                       help="a picture of a few episodes and the model's answers",
+                       description="The model's open-ended answers (beam 3) on a few evaluation episodes.")
     s.add_argument("--task", default="bind", choices=ALL_TASKS, metavar="TASK",
                    help=f"which task's episodes: {', '.join(ALL_TASKS)} (default bind)")
     s.add_argument("--shots", type=whole(0), default=4, help="examples per prompt (default 4)")
@@ -451,8 +453,8 @@ def parser():
     d = sub.add_parser("data", parents=[seeded("the scenes and the document")],
                        help="a picture of the toy world and one interleaved document",
                        description="Draws 32 scenes of the toy world (24 single shapes, 8 of two to four) with their "
-                       "captions, and one interleaved training document (its pictures and chunks of text), into one PNG; prints "
-                       "the document's tokens and the targets its loss scores.")
+                       "captions, and one interleaved training document (its pictures and chunks of text), into one "
+                       "PNG; prints the document's tokens and the targets its loss scores.")
     d.add_argument("--out", default="runs/world.png", help="PNG path (default runs/world.png)")
     d.set_defaults(fn=cmd_data)
 

@@ -159,6 +159,21 @@ def cmd_eval(args):
           report.table(result) + f"\n{secs:.1f} s; written {' and '.join(written)}")
 
 
+def cmd_repeats(args):
+    from flamingo_min.checkpoints import atomic_write, check_writable
+    from flamingo_min.lab import plots, repeats
+    from flamingo_min.runs import load_run
+    model, cfg = load_run(args.run, pick_device(args.device))
+    paths = [os.path.join(args.run, f"repeats_{args.task}.{ext}") for ext in ("json", "png")]
+    for path in paths:
+        check_writable(path)
+    result = repeats.read(model, cfg.data, args.task, listed(args.shots), args.episodes, args.seed,
+                          progress=lambda s: print(f"  repeats {s}", file=sys.stderr))
+    atomic_write(paths[1], plots.repeats(result))
+    atomic_write(paths[0], json.dumps(result, indent=1).encode())
+    print(repeats.table(result) + f"\nwritten {' and '.join(paths)}")
+
+
 def cmd_report(args):
     from flamingo_min.lab import report
     results = [report.read_result(run) for run in args.runs]
@@ -319,6 +334,7 @@ def cmd_bench(args):
 def parser():
     from flamingo_min.config import PRESETS, TrainConfig, settable
     from flamingo_min.evaluate import SELECTIONS
+    from flamingo_min.lab.repeats import SHOTS as REPEAT_SHOTS
     from flamingo_min.runs import STAGES
     from lessons.exercises import EXERCISES, LIMIT_S
     from toy_data.settings import describe
@@ -378,6 +394,18 @@ def parser():
     e.add_argument("--selection", default="random", choices=SELECTIONS, help="support selection")
     e.add_argument("--json", action="store_true", help="print eval.json instead of the table")
     e.set_defaults(fn=cmd_eval)
+
+    rp = sub.add_parser("repeats", parents=[run, seeded("the episodes"), device],
+                       help="binding apart by how often the prompt shows the answer's label",
+                       description="Close-ended binding on the evaluation's episodes, read apart by how many supports "
+                       "carry the query's label (1, 2, 3+): the model's accuracy and the ideal observer's in each "
+                       "part, and how many wrong answers name a label the prompt shows more often. Writes "
+                       "repeats_TASK.json and repeats_TASK.png in the run folder.")
+    rp.add_argument("--task", default="bind", help="a binding task: bind, match or bind-FORMAT (default bind)")
+    rp.add_argument("--shots", default=",".join(REPEAT_SHOTS), help="comma-separated shot counts >= 1 (default "
+                    f"{','.join(REPEAT_SHOTS)})")
+    rp.add_argument("--episodes", type=whole(1), default=300, help="episodes per shot count (default 300)")
+    rp.set_defaults(fn=cmd_repeats)
 
     r = sub.add_parser("report", help="several runs' evaluations (e.g. three seeds): means, spreads and one picture",
                        description="Reads each run's eval.json and prints every cell's mean and spread (max - min); "

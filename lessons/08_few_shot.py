@@ -266,7 +266,7 @@ claim(similar_last - drawn_last > 3 * se_gap(drawn_last, similar_last, M),
 
 # %%
 from flamingo_min import runs  # noqa: E402
-from flamingo_min.lab import plots as pictures_of, probes  # noqa: E402
+from flamingo_min.lab import plots as pictures_of, probes, repeats  # noqa: E402
 
 mine = [m for m in runs.read_metrics(RUN) if m["stage"] == "lm" and "copy" in m]
 if mine:
@@ -309,6 +309,53 @@ claim(fell > 0, "in a form the LM never read (`after`), that head's attention on
       f"{heads[16]['after']['match'][layer, head]:.2f} at 16")
 
 # %% [markdown]
+# ## Lures: where the LM's remaining errors are
+# The LM finds a label by its concept, two words, of which only one is bound. A support of another label may share
+# the query's *other* word (`blue ring vop . red circle tiv . red ring` when colour is bound): a lure, and a head that
+# scores a support by either word is torn between two labels. Episodes drawn at random hold lures often, and more of
+# them as shots are added. `probes.lure_split` reads the LM's plain episodes apart, with a lure and without.
+
+# %%
+L = 600   # episodes per split: the lures are a quarter of them at 4 shots
+lures = {}
+print(f"\nthe LM's concept binding in text (plain form, {L} episodes), apart by lures")
+for k in (4, 16):
+    texts, answers, bounds = probes.concept_episodes(k, 3, L, seed=0)
+    lured = sum(map(probes.natural_lure, texts, answers, bounds))
+    lures[k] = {**probes.lure_split(lm, k, episodes=L), "n": lured}
+    print(f"  {k:>2} shots: {lured:3d} episodes with a lure read {lures[k]['lure']:.2f}, the other {L - lured:3d} "
+          f"{lures[k]['no lure']:.2f}")
+gaps = {k: (r["no lure"] - r["lure"], math.hypot(se(r["lure"], r["n"]), se(r["no lure"], L - r["n"])))
+        for k, r in lures.items()}
+claim(all(gap > 3 * err for gap, err in gaps.values()), "at 4 shots and at 16 the LM answers worse where a lure is "
+      "present, by more than three standard errors", ", ".join(f"{k} shots: {gap:.2f} (standard error {err:.3f})"
+                                                               for k, (gap, err) in gaps.items()))
+
+# %% [markdown]
+# ## Counts: why more shots do not help
+# The ideal observer needs one example of a label to answer it. A head that looks a label up gives every label in the
+# prompt a share of its attention, and where the match is soft a label shown three times draws three shares whether
+# it matches or not. At 4 shots about two prompts in three show the query's label once; at 16 almost none do.
+# `repeats.read` reads the bridge's close-ended binding apart by how often the prompt shows the answer's label
+# (`python main.py repeats --run RUN` does the same from the command line), and `probes.repeats_split` the LM's text.
+
+# %%
+C = 300   # episodes: at 8 shots about a fifth show the query's label once
+counted = repeats.read(model, cfg.data, shots=("4", "8"), episodes=C, seed=0)
+print("\n" + repeats.table(counted))
+text_counts = {k: probes.repeats_split(lm, k, episodes=L) for k in (4, 8)}
+print("the LM in text, the same parts: " + "; ".join(
+    f"{k} shots " + ", ".join(f"{p}x {v:.2f}" for p, v in r.items()) for k, r in text_counts.items()))
+at8 = counted["shots"]["8"]["parts"]
+once, often = at8["1"], at8["3+"]
+gap = often["accuracy"] - once["accuracy"]
+err = math.hypot(se(once["accuracy"], once["episodes"]), se(often["accuracy"], often["episodes"]))
+claim(gap > 3 * err, "at 8 shots the model finds a label shown once less often than a label shown three times or "
+      "more, by more than three standard errors, where the ideal observer finds both",
+      f"{once['accuracy']:.2f} ({once['episodes']} episodes) against {often['accuracy']:.2f} ({often['episodes']}), "
+      f"standard error {err:.3f}; ideal {once['ideal']:.2f} and {often['ideal']:.2f}")
+
+# %% [markdown]
 # ## Summary and questions
 
 # %%
@@ -335,5 +382,11 @@ wrap_up(8, [
     f"The binding head's attention on the matching labels fell from {heads[4]['after']['match'][layer, head]:.2f} "
     f"to {heads[16]['after']['match'][layer, head]:.2f} in the form `after` as shots went from 4 to 16, while the "
     "model's accuracy fell too. Why does a head that prefers the matching label lose it when more examples are added?",
+    f"Without a lure the LM binds {lures[16]['no lure']:.2f} at 16 shots, with one {lures[16]['lure']:.2f}, and "
+    f"{lures[16]['n']} of {L} episodes hold one (at 4 shots, {lures[4]['n']}). Why do more shots bring more lures, and "
+    "what would the LM have to read from the supports to resist one?",
+    f"At 8 shots the model found a label shown once {once['accuracy']:.2f} of the time, one shown three times or more "
+    f"{often['accuracy']:.2f}, and the LM in text {text_counts[8]['1']:.2f} and {text_counts[8]['3+']:.2f}. Which of "
+    "the two brings the weakness, and why does plain binding then fall from 2 to 4 shots and rise again at 16?",
 ])
 print(f"figures in {OUT}")

@@ -7,6 +7,7 @@ check the same of the real program. Bad `--set` values are generated from each f
 """
 import contextlib
 import io
+import json
 import os
 import pathlib
 import shutil
@@ -104,7 +105,7 @@ def test_every_setting_refuses_bad_values(run_copy, setting):
 
 FLAGS = [("eval", "--episodes", 1), ("eval", "--beams", 1), ("eval", "--seed", 0), ("sample", "--shots", 0),
          ("sample", "--n", 1), ("sample", "--seed", 0), ("train", "--seed", 0), ("data", "--seed", 0),
-         ("bench", "--repeats", 1)]
+         ("bench", "--repeats", 1), ("repeats", "--episodes", 1), ("repeats", "--seed", 0)]
 
 
 @settings(max_examples=40)
@@ -113,7 +114,8 @@ def test_every_numeric_flag_refuses_bad_values(run_copy, flag, value):
     command, name, lo = flag
     if isinstance(value, int):
         value = lo + value    # always below the lowest allowed
-    args = {"eval": ["--run", run_copy], "sample": ["--run", run_copy], "train": ["--out", run_copy],
+    args = {"eval": ["--run", run_copy], "sample": ["--run", run_copy], "repeats": ["--run", run_copy],
+            "train": ["--out", run_copy],
             "data": ["--out", os.path.join(run_copy, "world.png")], "bench": ["--out", run_copy]}[command]
     before = snapshot(run_copy)
     status, _, err = run_main(command, *args, name, str(value))
@@ -228,6 +230,21 @@ def test_the_real_program_answers_in_one_line(run_copy, tmp_path):
     assert "--preset" in train_help
     assert all(f" {part}.{f.name} {main.shown(f.default)} " in train_help for part, f in settable()), \
         "train --help lists every --set key with its default"
+
+
+def test_repeats_writes_its_record_and_refuses_a_task_without_labels(tiny_run, tmp_path):
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    before = snapshot(run)
+    for argv, says in ((["--task", "question"], "no label to count"), (["--shots", "0,2"], "without supports")):
+        status, _, err = run_main("repeats", "--run", run, "--episodes", "2", *argv)
+        assert refused(status, err) and says in err, err
+    assert snapshot(run) == before
+    status, out, err = run_main("repeats", "--run", run, "--episodes", "4", "--shots", "2,4")
+    assert status == 0, err
+    saved = json.load(open(os.path.join(run, "repeats_bind.json")))
+    assert list(saved["shots"]) == ["2", "4"] and saved["episodes"] == 4
+    assert os.path.getsize(os.path.join(run, "repeats_bind.png")) > 0 and "label shown 1x" in out
 
 
 def test_report_summarises_seeds(tiny_run, tmp_path):

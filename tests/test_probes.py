@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 from conftest import TINY
 from flamingo_min import runs
 from flamingo_min.config import make_config
-from flamingo_min.lab import incontext, probes
+from flamingo_min.lab import incontext, probes, repeats
 from flamingo_min.lm import LM
 from flamingo_min.masking import document_starts
 from flamingo_min.train import run_stage
@@ -115,3 +115,56 @@ def test_copying_command_writes_its_record(tmp_path):
     assert saved["formats"]["plain"] == "trained" and saved["formats"]["late"] == "held out"
     assert os.path.getsize(os.path.join(out, "heads.png")) > 0
     assert "onset step" in incontext.table(result) and "late*/4" in incontext.table(result)
+
+
+@pytest.mark.parametrize("text, bound, lured", [
+    ("<bos> red circle tiv . blue ring vop . red ring", 0, True),        # vop's `ring` is the query's other word
+    ("<bos> red circle tiv . blue square vop . red ring", 0, False),
+    ("<bos> red ring tiv . blue square vop . red ring", 0, False),       # a support of the answer's own label
+    ("<bos> red circle tiv . blue square vop . blue circle", 1, True),   # shape bound: vop's `blue` lures
+    ("<bos> red circle tiv . red square vop . blue circle", 1, False),   # vop shares a word, but not the query's
+])
+def test_natural_lure_is_another_label_sharing_the_querys_other_word(text, bound, lured):
+    assert probes.natural_lure(text, "tiv", bound) is lured
+
+
+class EitherWord(torch.nn.Module):
+    """A reader that answers with the label of the last support sharing either word with the query: right wherever
+    no lure is present, and misled by one wherever it comes last."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))    # so that the probes find a device
+
+    def forward(self, ids, starts):
+        logits = torch.zeros(*ids.shape, len(TOKENIZER))
+        for b, row in enumerate(ids.tolist()):
+            words = [TOKENIZER.words[i] for i in row if i not in (TOKENIZER.pad_id, TOKENIZER.bos_id)]
+            *supports, query = [s.split() for s in " ".join(words).split(" . ")]
+            label = [s[2] for s in supports if s[0] == query[0] or s[1] == query[1]][-1]
+            logits[b, -1, TOKENIZER.ids[label]] = 1.0
+        return logits
+
+
+@pytest.mark.parametrize("shots", [4, 16])
+def test_lure_split_reads_the_plain_probe_apart(shots):
+    reader, n = EitherWord(), 60
+    split = probes.lure_split(reader, shots, episodes=n, seed=2)
+    texts, answers, bounds = probes.concept_episodes(shots, 3, n, seed=2)
+    lured = sum(probes.natural_lure(*e) for e in zip(texts, answers, bounds))
+    assert 0 < lured < n and split["no lure"] == 1.0 and split["lure"] < 1.0
+    whole = probes.lm_concept_accuracy(reader, shots, episodes=n, seed=2)
+    assert split["lure"] * lured + split["no lure"] * (n - lured) == pytest.approx(whole * n)
+
+
+def test_repeats_split_groups_the_plain_probe_by_how_often_the_answer_is_shown():
+    reader, n = EitherWord(), 80
+    split = probes.repeats_split(reader, 4, episodes=n, seed=3)
+    texts, answers, _ = probes.concept_episodes(4, 3, n, seed=3)
+    expected = {}
+    for text, answer in zip(texts, answers):
+        *supports, query = [s.split() for s in text.removeprefix("<bos> ").split(" . ")]
+        said = [s[2] for s in supports if s[0] == query[0] or s[1] == query[1]][-1]
+        expected.setdefault(repeats.part(text.split().count(answer)), []).append(said == answer)
+    assert set(split) == {"1", "2", "3+"}
+    assert split == {p: pytest.approx(sum(v) / len(v)) for p, v in expected.items()}

@@ -11,7 +11,8 @@ one is read here over several:
     runs/copying/NAME/copying.json, copying.png, heads.png
 
 copying.json: {"overrides": [...], "formats": {name: "trained" | "held out"}, "seeds": {S: {"onset": step or null,
-"curve": [[step, accuracy], ...], "probes": {"FORMAT/K": accuracy, "lures/K": accuracy}}}}.
+"curve": [[step, accuracy], ...], "probes": {"FORMAT/K": accuracy, "lures/K": accuracy, "plain lure/K": accuracy,
+"plain no lure/K": accuracy, "plain shown N/4": accuracy where the supports show the answer's label N times}}}}.
 """
 import json
 import os
@@ -30,11 +31,16 @@ SHOTS = (4, 16)
 
 
 def read_probes(lm, episodes=150, seed=0):
-    """Every declared binding format's text probe at 4 and 16 shots, and lures (plain) at both, on episodes of `seed`
-    (choose a recipe on one seed's episodes, report another's)."""
+    """Every declared binding format's text probe at 4 and 16 shots, lures (plain) at both, and the plain probe apart
+    (probes.lure_split, probes.repeats_split), on episodes of `seed` (choose a recipe on one seed's episodes, report
+    another's)."""
     read = lambda k, **kw: probes.lm_concept_accuracy(lm, shots=k, episodes=episodes, seed=seed, **kw)
     out = {f"{name}/{k}": read(k, fmt=name) for name in BY_NAME for k in SHOTS}
     out.update({f"lures/{k}": read(k, lures=True) for k in SHOTS})
+    for k in SHOTS:     # plain/K apart: its episodes that hold a lure by chance, and the rest
+        out.update({f"plain {part}/{k}": v for part, v in probes.lure_split(lm, k, episodes, seed).items()})
+    # and by how often the supports show the answer's label, at 4 shots (at 16 nearly every episode shows it 3+ times)
+    out.update({f"plain shown {part}/4": v for part, v in probes.repeats_split(lm, 4, episodes, seed).items()})
     return out
 
 
@@ -74,16 +80,18 @@ def table(result):
     """A row per probe (and the onset step), a column per seed, then the mean and the minimum over seeds; held-out
     formats marked `*`."""
     seeds = result["seeds"]
-    keys = list(next(iter(seeds.values()))["probes"])
+    keys = list(dict.fromkeys(k for r in seeds.values() for k in r["probes"]))   # in order, each once
     mark = lambda k: k.replace("/", "*/") if result["formats"].get(k.split("/")[0]) == "held out" else k
-    lines = [f"{'probe':<12}" + "".join(f"{'seed ' + s:>8}" for s in seeds) + f"{'mean':>8}{'min':>8}"]
+    lines = [f"{'probe':<17}" + "".join(f"{'seed ' + s:>8}" for s in seeds) + f"{'mean':>8}{'min':>8}"]
     onsets = [r["onset"] for r in seeds.values()]
-    lines.append(f"{'onset step':<12}" + "".join(f"{'never' if o is None else o:>8}" for o in onsets))
+    lines.append(f"{'onset step':<17}" + "".join(f"{'never' if o is None else o:>8}" for o in onsets))
     for k in keys:
-        values = [r["probes"][k] for r in seeds.values()]
-        lines.append(f"{mark(k):<12}" + "".join(f"{v:>8.2f}" for v in values) +
-                     f"{sum(values) / len(values):>8.2f}{min(values):>8.2f}")
+        values = [r["probes"].get(k) for r in seeds.values()]     # None: a lure_split part with no episode
+        read = [v for v in values if v is not None]
+        lines.append(f"{mark(k):<17}" + "".join(f"{'-' if v is None else f'{v:.2f}':>8}" for v in values) +
+                     f"{sum(read) / len(read):>8.2f}{min(read):>8.2f}")
     lines.append(f"(concept binding in text, FORMAT/shots, {result['episodes']} episodes each; onset: the first "
                  f"logged LM step whose 4-shot plain probe reads >= {probes.ONSET:.2f}; *: a format the LM's text "
-                 "never used)")
+                 "never used; plain lure / no lure: the plain probe's episodes that hold a lure by chance, and the "
+                 "rest; plain shown N: those whose supports show the answer's label N times)")
     return "\n".join(lines)

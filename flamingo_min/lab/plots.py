@@ -232,3 +232,29 @@ def scale(result):
                  f"over seeds {seeds})", fontsize=9)
     fig.tight_layout()
     return png(fig)
+
+
+FEWEST = 20   # episodes a part needs to be drawn: fewer give a point that moves by 0.1 or more with the episodes
+
+
+def repeats(result):
+    """Close-ended binding against shots, apart by how many supports carry the answer's label (lab/repeats.py):
+    the model's accuracy solid, the ideal observer's dashed, every episode in black; a part drawn where it has at
+    least FEWEST episodes."""
+    shots = list(result["shots"])
+    x = [int(s) for s in shots]
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.plot(x, [result["shots"][s]["all"] for s in shots], "ko-", lw=1.6, label="every episode")
+    ax.plot(x, [result["shots"][s]["ideal"] for s in shots], "k--", lw=0.9, label="ideal observer")
+    for p, colour in zip(("1", "2", "3+"), ("tab:red", "tab:orange", "tab:green")):
+        have = [(k, result["shots"][s]["parts"][p]) for k, s in zip(x, shots)
+                if result["shots"][s]["parts"].get(p, {}).get("episodes", 0) >= FEWEST]
+        if have:
+            ax.plot([k for k, _ in have], [c["accuracy"] for _, c in have], "o-", color=colour,
+                    label=f"answer's label shown {p}x")
+            ax.plot([k for k, _ in have], [c["ideal"] for _, c in have], "--", color=colour, lw=0.8)
+    ax.set_xscale("log", base=2), ax.set_xticks(x), ax.set_xticklabels(shots)
+    ax.set_xlabel("shots"), ax.set_ylabel(f"{result['task']}, close-ended"), ax.set_ylim(0, 1.02)
+    ax.set_title(f"{result['episodes']} episodes (seed {result['seed']}); dashed: the ideal observer", fontsize=9)
+    ax.legend(fontsize=7)
+    return png(fig)

@@ -1,7 +1,9 @@
 """Probes of the LM alone: does it bind in context, in text, before it ever sees an image, and how?
 
 - `lm_concept_accuracy` reads the LM's answer to a text-only concept-binding episode (`red circle tiv . blue square
-  vop . red ring` -> `tiv`) in any binding format of toy_data/formats.py, with or without lures.
+  vop . red ring` -> `tiv`) in any binding format of toy_data/formats.py, with or without lures; `lure_split`
+  reads the plain episodes apart by whether they hold a lure by chance, `repeats_split` by how often their supports
+  show the answer's label.
 - `copying` is that accuracy as a probe of a training run (train.run_stage's `probe`): logged every 100 LM steps, it
   shows when in-context copying appears, and `onset` reads the step from the log.
 - `attention` recomputes every head's attention weights, which the fused kernel never shows, from forward hooks on
@@ -24,6 +26,7 @@ from toy_data.shapes import COLOURS, COUNTS, POSITIONS, SHAPES, SIZES
 
 from ..evaluate import left_pad
 from ..masking import document_starts
+from . import repeats
 
 
 @torch.no_grad()
@@ -87,11 +90,49 @@ def concept_episodes(shots=4, ways=3, episodes=200, seed=0, labels=EVAL_NONCE, l
     return texts, answers, bounds
 
 
-def _lm_accuracy(lm, rows, truths):
+def _lm_correct(lm, rows, truths):
+    """(B,) bool: whether the LM's argmax after each row is its truth."""
     device = next(lm.parameters()).device
     ids = left_pad(rows).to(device)
     guess = lm(ids, document_starts(ids, TOKENIZER.bos_id, TOKENIZER.pad_id))[:, -1].argmax(-1)
-    return (guess == torch.tensor(truths, device=device)).float().mean().item()
+    return guess == torch.tensor(truths, device=device)
+
+
+def _lm_accuracy(lm, rows, truths):
+    return _lm_correct(lm, rows, truths).float().mean().item()
+
+
+def natural_lure(text, answer, bound):
+    """Whether a plain episode's text (`<bos> red circle tiv . blue ring vop . red ring`) holds a lure by chance: a
+    support of another label that shares the query's other word (here `ring`, when colour is bound)."""
+    *supports, query = [s.split() for s in text.removeprefix("<bos> ").split(" . ")]
+    return any(s[2] != answer and s[1 - bound] == query[1 - bound] for s in supports)
+
+
+@torch.no_grad()
+def plain_split(lm, part_of, shots=4, episodes=200, seed=0):
+    """The plain probe's own episodes (lm_concept_accuracy's, the same seed), read apart: {part: accuracy}, where
+    part_of(text, answer, bound) names each episode's part; in the parts' sorted order, a part with no episode left
+    out."""
+    texts, answers, bounds = concept_episodes(shots, 3, episodes, seed)
+    right = _lm_correct(lm, [TOKENIZER.encode(t) for t in texts], [TOKENIZER.ids[a] for a in answers]).tolist()
+    parts = {}
+    for r, episode in zip(right, zip(texts, answers, bounds)):
+        parts.setdefault(part_of(*episode), []).append(r)
+    return {name: sum(parts[name]) / len(parts[name]) for name in sorted(parts)}
+
+
+def lure_split(lm, shots=4, episodes=200, seed=0):
+    """{"lure": accuracy on the plain episodes that hold a natural_lure, "no lure": on the rest}. Random episodes
+    hold lures often (about a quarter at 4 shots, three quarters at 16), so this says how much of the plain probe's
+    error is the LM reading a support by the wrong word."""
+    return plain_split(lm, lambda *e: "lure" if natural_lure(*e) else "no lure", shots, episodes, seed)
+
+
+def repeats_split(lm, shots=4, episodes=200, seed=0):
+    """{"1" | "2" | "3+": accuracy on the plain episodes whose supports show the answer's label that often}: the
+    text's side of lab/repeats.py, which reads a bridge's binding so."""
+    return plain_split(lm, lambda text, answer, bound: repeats.part(text.split().count(answer)), shots, episodes, seed)
 
 
 # --- watching copying appear during the LM's training ----------------------------------------------------------------

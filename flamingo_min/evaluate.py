@@ -139,16 +139,25 @@ def baseline_scores(task, mode, answers, truth):
 def answer(model, eps, chunk, shot, media, pooled, selection, beams):
     """The model's open and closed answers for a batch of episodes (indices `chunk`) at one shot key, and the answers
     each prompt shows."""
-    prompts, rows, shown = zip(*(prompt_for(eps[e], shot, selection, pooled[e]) for e in chunk))
-    device = media.device
-    m = media[torch.tensor(chunk, device=device)[:, None], torch.tensor(rows, device=device)]   # (b, k+1, R, D)
+    prompts, m, shown = batch_prompts(eps, chunk, shot, media, pooled, selection)
     longest = max(len(TOKENIZER.encode(c)) for e in chunk for c in eps[e].candidates)
-    generated = model.generate(left_pad(prompts).to(device), media=m, max_new_tokens=longest + 1,
+    generated = model.generate(left_pad(prompts).to(media.device), media=m, max_new_tokens=longest + 1,
                                num_beams=beams)
     opened = [until(TOKENIZER.decode(g), eps[e].query.tail) for e, g in zip(chunk, generated)]
-    ranked = rank_candidates(model, list(prompts), m, [eps[e].candidates for e in chunk])
-    closed = [eps[e].candidates[max(range(len(s)), key=s.__getitem__)] for e, s in zip(chunk, ranked)]
-    return opened, closed, shown
+    return opened, closed_answers(model, eps, chunk, prompts, m), shown
+
+
+def batch_prompts(eps, chunk, shot, media, pooled, selection):
+    """A batch's prompts (token lists), the media each reads (b, k+1, R, D) and the answers each shows."""
+    prompts, rows, shown = zip(*(prompt_for(eps[e], shot, selection, pooled[e]) for e in chunk))
+    device = media.device
+    return list(prompts), media[torch.tensor(chunk, device=device)[:, None], torch.tensor(rows, device=device)], shown
+
+
+def closed_answers(model, eps, chunk, prompts, media):
+    """The close-ended answers: each episode's candidate of highest likelihood."""
+    ranked = rank_candidates(model, prompts, media, [eps[e].candidates for e in chunk])
+    return [eps[e].candidates[max(range(len(s)), key=s.__getitem__)] for e, s in zip(chunk, ranked)]
 
 
 def until(text, tail):

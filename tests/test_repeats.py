@@ -21,7 +21,7 @@ def counting_reader(model, prompts, media, candidates):
 
 
 def test_a_reader_that_counts_is_read_apart_as_it_answers(tiny_run, monkeypatch):
-    monkeypatch.setattr(repeats, "rank_candidates", counting_reader)
+    monkeypatch.setattr(evaluate, "rank_candidates", counting_reader)
     model, cfg = load_run(tiny_run)
     result = repeats.read(model, cfg.data, shots=("4", "8"), episodes=30, seed=5)
     eps = evaluate.episodes_for("bind", 30, cfg.data, 5, 32)
@@ -45,7 +45,7 @@ def test_a_reader_that_counts_is_read_apart_as_it_answers(tiny_run, monkeypatch)
 
 
 def test_an_oracle_reads_one_everywhere_and_no_wrong_answer(tiny_run, monkeypatch):
-    monkeypatch.setattr(repeats, "closed_answers", lambda model, eps, *a: [ep.query.answer for ep in eps])
+    monkeypatch.setattr(repeats, "closed_at", lambda model, eps, *a: [ep.query.answer for ep in eps])
     model, cfg = load_run(tiny_run)
     result = repeats.read(model, cfg.data, shots=("2", "16"), episodes=12, seed=1)
     for r in result["shots"].values():

@@ -21,7 +21,7 @@ import torch
 from toy_data.tasks import binding, ideal_binding, shot_count
 
 from ..errors import EvalError
-from ..evaluate import check_request, episode_media, episodes_for, prompt_for, rank_candidates
+from ..evaluate import batch_prompts, check_request, closed_answers, episode_media, episodes_for, mean
 
 SHOTS = ("2", "4", "8", "16")
 PARTS = ("1", "2", "3+")   # supports that carry the answer's label
@@ -32,15 +32,13 @@ def part(count):
 
 
 @torch.no_grad()
-def closed_answers(model, eps, shot, media, pooled, batch_size=100):
+def closed_at(model, eps, shot, media, pooled, batch_size=100):
     """The close-ended answer to every episode at one shot key (random supports), as the evaluation ranks them."""
     out = []
     for lo in range(0, len(eps), batch_size):
-        chunk = range(lo, min(len(eps), lo + batch_size))
-        prompts, rows, _ = zip(*(prompt_for(eps[e], shot, "random", pooled[e]) for e in chunk))
-        m = media[torch.tensor(list(chunk), device=media.device)[:, None], torch.tensor(rows, device=media.device)]
-        scores = rank_candidates(model, list(prompts), m, [eps[e].candidates for e in chunk])   # m: (b, k+1, R, D)
-        out += [eps[e].candidates[max(range(len(s)), key=s.__getitem__)] for e, s in zip(chunk, scores)]
+        chunk = list(range(lo, min(len(eps), lo + batch_size)))
+        prompts, m, _ = batch_prompts(eps, chunk, shot, media, pooled, "random")
+        out += closed_answers(model, eps, chunk, prompts, m)
     return out
 
 
@@ -60,12 +58,11 @@ def read(model, data_cfg, task="bind", shots=SHOTS, episodes=300, seed=0, progre
     result = {"task": task, "episodes": episodes, "seed": seed, "shots": {}}
     for shot in shots:
         rows = []                                    # (part, right, ideal, pulled, pulled by chance) per episode
-        for ep, said in zip(eps, closed_answers(model, eps, shot, media, pooled)):
+        for ep, said in zip(eps, closed_at(model, eps, shot, media, pooled)):
             shown = Counter(e.answer for e in ep.support(shot_count(shot)))
             truth, others = ep.query.answer, [c for c in ep.candidates if c != ep.query.answer]
             rows.append((part(shown[truth]), said == truth, ideal_binding(ep, shot, data_cfg.bind_attributes),
                          shown[said] > shown[truth], sum(shown[c] > shown[truth] for c in others) / len(others)))
-        mean = lambda xs: sum(xs) / len(xs)
         parts = {}
         for p in PARTS:
             mine = [r for r in rows if r[0] == p]

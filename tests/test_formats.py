@@ -181,6 +181,16 @@ def test_the_ideal_observer_weighs_every_reading_the_examples_allow():
     ep.pool[1], ep.pool[2] = ep.pool[2], ep.pool[1]
     assert ideal_binding(ep, "3", both) == 1.0
     assert ideal_binding(ep, "none", both) == ideal_binding(ep, "0", both) == pytest.approx(1 / 3)
+    ep.query = example("green", "circle", b)             # green is shown under no label, but the answer's label
+    ep.pool[1] = example("blue", "circle", b)            # always is: so colour is not the bound attribute
+    assert ideal_binding(ep, "2", both) == 1.0
+
+
+def test_the_ideal_observer_is_sure_with_one_example_and_never_below_a_coin_flip_between_two_readings():
+    for seed in range(40):
+        ep = make_episode("bind", seed)
+        assert ideal_binding(ep, "1", ("colour", "shape")) == 1.0     # the one example is the answer's
+        assert all(ideal_binding(ep, k, ("colour", "shape")) >= 0.5 for k in ("2", "4"))
 
 
 @pytest.mark.parametrize("fmt", list(BY_NAME))

@@ -127,10 +127,12 @@ def baseline_answers(answers):
 
 
 def ideal_binding(ep, shot, attributes):
-    """The expected accuracy of an ideal observer on a binding episode: it sees every picture's true attributes and
-    knows that the labels name the values of one of `attributes` one-to-one, and it weighs every attribute the shown
-    examples allow alike. Below 1 where the examples allow more than one reading (two shots, `red square tiv` and
-    `blue circle vop`, then a red circle); chance without examples. A ceiling for the model, not a baseline."""
+    """The expected accuracy of an ideal observer on a binding episode: it sees every picture's true attributes, knows
+    that the labels name the values of one of `attributes` one-to-one and that every prompt shows the answer's label
+    (support_indices; the training documents score a label only where it was shown before, so the model meets the
+    same rule), and weighs every attribute the shown examples allow alike. Below 1 where the examples allow more than
+    one reading (two shots, `red square tiv` and `blue circle vop`, then a red circle); chance without examples. A
+    ceiling for the model, not a baseline."""
     k = 0 if shot == NO_CONTEXT else shot_count(shot)
     support = ep.support(k) if k else []
     votes = {}
@@ -142,9 +144,8 @@ def ideal_binding(ep, shot, attributes):
                 break                                                    # this attribute cannot be the bound one
         else:
             q = describe(ep.query.scene)[a]
-            free = [c for c in ep.candidates if c not in value_of]       # labels no example has used yet
-            for c in [label_of[q]] if q in label_of else free:
-                votes[c] = votes.get(c, 0.0) + (1.0 if q in label_of else 1.0 / len(free))
+            if q in label_of:                                            # else the answer's label would not be shown
+                votes[label_of[q]] = votes.get(label_of[q], 0) + 1
     if not votes:
         return ep.chance
     best = max(votes.values())

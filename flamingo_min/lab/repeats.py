@@ -1,13 +1,14 @@
 """Binding read apart by how often the prompt shows the answer's label: `python main.py repeats --run RUN`.
 
-The ideal observer (toy_data/tasks.py) needs one example of a label to answer it: at 4 shots it reads 0.96, at 8
-and 16 nearly 1. A model whose binding heads look a label up by its picture gives each shown label a share of the
-answer's attention; where the match is soft, a label shown three times draws three shares whether it matches or not.
-So this splits a binding task's close-ended episodes by the number of supports that carry the query's label (1, 2,
-3+) and, for each part, reads the model's accuracy, the ideal observer's, and how many of the model's wrong answers
-name a label the prompt shows more often than the right one. Random episodes show the query's label once in nearly
-every prompt at 2 shots (beside one other label), in about two in three at 4 (often beside a label shown twice), at 16
-almost never: a model pulled by counts falls from 2 to 4 shots and recovers at 16, whatever the ideal does.
+The ideal observer (toy_data/tasks.py) needs one example of a label to answer it: from 2 shots on it reads
+0.98-1.00, however often the answer's label is shown. A model whose binding heads look a label up by its picture gives
+each shown label a share of the answer's attention; where the match is soft, a label shown three times draws three
+shares whether it matches or not. So this splits a binding task's close-ended episodes by the number of supports that
+carry the query's label (1, 2, 3+) and, for each part, reads the model's accuracy, the ideal observer's, and how many
+of the model's wrong answers name a label the prompt shows more often than the right one. Random episodes show the
+query's label once in nearly every prompt at 2 shots (beside one other label), in about two in three at 4 (often
+beside a label shown twice), at 16 almost never: a model pulled by counts falls from 2 to 4 shots and recovers at
+16, while the ideal stays level.
 
 The episodes are the evaluation's (evaluate.episodes_for, the same seed gives the same episodes), scored as its
 close-ended mode scores them: the candidate of highest likelihood.

@@ -86,7 +86,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # The LM's copying appears suddenly, at 600-800 steps on most seeds, on some later (docs/incontext.md).
+    # The LM's copying appears suddenly, at 600-800 steps on most seeds, on some later; its lookup goes on sharpening
+    # for thousands of steps after, which the bridges over it inherit unevenly (docs/incontext.md, "Steps").
     lm_steps: int = knob(900, lo=1, stage="lm")
     lm_batch: int = knob(16, lo=1, stage="lm")          # packed sequences of data.text_len tokens
     lm_lr: float = knob(3e-3, lo=1e-6, hi=1, stage="lm")

@@ -4,6 +4,7 @@ Only this file turns the project's own errors (flamingo_min.errors) into a one-l
 status of 1; argparse answers bad flags with status 2. Any other exception is a bug and keeps its traceback.
 """
 import argparse
+import functools
 import json
 import os
 import sys
@@ -97,7 +98,8 @@ def finish_run(args, out, cfg, times, device):
     """The summary, plots and evaluation of a trained run (one process: under torchrun, rank 0 after the others)."""
     from flamingo_min.checkpoints import atomic_write
     from flamingo_min.evaluate import evaluate
-    from flamingo_min.lab import plots, probes, report
+    from flamingo_min.lab import plots, probes, report, routes
+    from flamingo_min.lab.repeats import binding_episodes
     from flamingo_min.runs import load_lm, load_run, read_metrics
     losses = {}
     for stage in times:
@@ -137,6 +139,10 @@ def finish_run(args, out, cfg, times, device):
         secs = time.perf_counter() - started
         report.write_report([result], out)
         print(f"  eval      {secs:7.1f} s\n\n{report.table(result)}")
+        _, eps, media, pooled = binding_episodes(model, cfg.data, "bind", ("4",), cfg.train.eval_episodes, args.seed)
+        heads = probes.strongest_heads(*routes.label_heads(model, eps, "4", media, pooled))
+        print("\nthe LM heads the bridge binds through (4 shots, the answer's attention on the matching labels vs the "
+              f"other labels): {heads}; which gated layers feed them: python main.py routes --run {out}")
         if args.preset == "quick":
             print("\nquick trains each stage for too few steps to learn much: scores near chance show that every stage "
                   "and the evaluation run, not what the recipe learns (`make train` for that)")
@@ -159,19 +165,24 @@ def cmd_eval(args):
           report.table(result) + f"\n{secs:.1f} s; written {' and '.join(written)}")
 
 
-def cmd_repeats(args):
+def read_into_run(name, args):
+    """A lab reading of a trained run's binding (lab/repeats.py, lab/routes.py): its table printed, its JSON and
+    picture written in the run folder as NAME_TASK.json and NAME_TASK.png."""
+    import importlib
+
     from flamingo_min.checkpoints import atomic_write, check_writable
-    from flamingo_min.lab import plots, repeats
+    from flamingo_min.lab import plots
     from flamingo_min.runs import load_run
+    lab = importlib.import_module(f"flamingo_min.lab.{name}")
     model, cfg = load_run(args.run, pick_device(args.device))
-    paths = [os.path.join(args.run, f"repeats_{args.task}.{ext}") for ext in ("json", "png")]
+    paths = [os.path.join(args.run, f"{name}_{args.task}.{ext}") for ext in ("json", "png")]
     for path in paths:
         check_writable(path)
-    result = repeats.read(model, cfg.data, args.task, listed(args.shots), args.episodes, args.seed,
-                          progress=lambda s: print(f"  repeats {s}", file=sys.stderr))
-    atomic_write(paths[1], plots.repeats(result))
+    result = lab.read(model, cfg.data, args.task, listed(args.shots), args.episodes, args.seed,
+                      progress=lambda s: print(f"  {name} {s}", file=sys.stderr))
+    atomic_write(paths[1], getattr(plots, name)(result))
     atomic_write(paths[0], json.dumps(result, indent=1).encode())
-    print(repeats.table(result) + f"\nwritten {' and '.join(paths)}")
+    print(lab.table(result) + f"\nwritten {' and '.join(paths)}")
 
 
 def cmd_report(args):
@@ -334,6 +345,7 @@ def cmd_bench(args):
 def parser():
     from flamingo_min.config import PRESETS, TrainConfig, settable
     from flamingo_min.evaluate import SELECTIONS
+    from flamingo_min.lab.routes import SHOTS as ROUTE_SHOTS
     from flamingo_min.lab.repeats import SHOTS as REPEAT_SHOTS
     from flamingo_min.runs import STAGES
     from lessons.exercises import EXERCISES, LIMIT_S
@@ -395,17 +407,25 @@ def parser():
     e.add_argument("--json", action="store_true", help="print eval.json instead of the table")
     e.set_defaults(fn=cmd_eval)
 
-    rp = sub.add_parser("repeats", parents=[run, seeded("the episodes"), device],
-                       help="binding apart by how often the prompt shows the answer's label",
-                       description="Close-ended binding on the evaluation's episodes, read apart by how many supports "
-                       "carry the query's label (1, 2, 3+): the model's accuracy and the ideal observer's in each "
-                       "part, and how many wrong answers name a label the prompt shows more often. Writes "
-                       "repeats_TASK.json and repeats_TASK.png in the run folder.")
-    rp.add_argument("--task", default="bind", help="a binding task: bind, match or bind-FORMAT (default bind)")
-    rp.add_argument("--shots", default=",".join(REPEAT_SHOTS), help="comma-separated shot counts >= 1 (default "
-                    f"{','.join(REPEAT_SHOTS)})")
-    rp.add_argument("--episodes", type=whole(1), default=300, help="episodes per shot count (default 300)")
-    rp.set_defaults(fn=cmd_repeats)
+    for name, shots, what, description in (
+            ("repeats", REPEAT_SHOTS, "binding apart by how often the prompt shows the answer's label",
+             "Close-ended binding on the evaluation's episodes, read apart by how many supports carry the query's "
+             "label (1, 2, 3+): the model's accuracy and the ideal observer's in each part, and how many wrong answers "
+             "name a label the prompt shows more often."),
+            ("routes", ROUTE_SHOTS, "which gated layers carry binding, where in the prompt, and which LM heads read it",
+             "Close-ended binding on episodes drawn as the evaluation draws them (--seed picks which) with sets of "
+             "gated layers closed (each passes its input on, as at initialisation): every layer open, each closed "
+             "alone, each layer and each pair open alone, none open, and each layer closed at the supports alone or "
+             "at the query alone; read on every episode and on those that show the answer's label once. Then each "
+             "LM head's attention from the answer's position to the matching labels and to the other labels, with "
+             "the pictures.")):
+        lab = sub.add_parser(name, parents=[run, seeded("the episodes"), device], help=what, description=description
+                             + f" Writes {name}_TASK.json and {name}_TASK.png in the run folder.")
+        lab.add_argument("--task", default="bind", help="a binding task: bind, match or bind-FORMAT (default bind)")
+        lab.add_argument("--shots", default=",".join(shots),
+                         help=f"comma-separated shot counts >= 1 (default {','.join(shots)})")
+        lab.add_argument("--episodes", type=whole(1), default=300, help="episodes per shot count (default 300)")
+        lab.set_defaults(fn=functools.partial(read_into_run, name))
 
     r = sub.add_parser("report", help="several runs' evaluations (e.g. three seeds): means, spreads and one picture",
                        description="Reads each run's eval.json and prints every cell's mean and spread (max - min); "

@@ -356,6 +356,32 @@ claim(gap > 3 * err, "at 8 shots the model finds a label shown once less often t
       f"standard error {err:.3f}; ideal {once['ideal']:.2f} and {often['ideal']:.2f}")
 
 # %% [markdown]
+# ## Which gated layers carry it
+# In the bridge, binding is the LM's lookup fed with pictures: the answer's position must hold the query's picture,
+# and each support's label position the picture it names. `routes.closed` closes gated layers through forward hooks
+# (each hands its input on, as at initialisation, when tanh(alpha) = 0), everywhere or in one part of the prompt only:
+# at the supports, or at the query (the positions from its `<image>` on). `routes.read` reads close-ended binding
+# with every layer closed alone, every layer and pair left open alone, and each layer closed in each part, then which
+# of the LM's heads look at the matching labels with the pictures in (`python main.py routes --run RUN` does the same
+# from the command line; docs/incontext.md, "Routes").
+
+# %%
+from flamingo_min.lab import routes  # noqa: E402
+
+K = 150   # episodes: 24 readings of 4 shots each
+gone = routes.read(model, cfg.data, shots=("4",), episodes=K, seed=0)
+print("\n" + routes.table(gone))
+rows = {r["name"]: r for r in gone["shots"]["4"]}
+every = rows["all open"]["accuracy"]
+key = min(range(len(model.xattn)), key=lambda j: rows[f"without {j}"]["accuracy"])
+lost = {part: rows[f"without {key}" + (f" at the {part}" if part else "")]["accuracy"]
+        for part in ("", "supports", "query")}
+claim(all(every - a > 3 * se_gap(every, a, K) for a in lost.values()),
+      f"closing gated layer {key} costs binding more than three standard errors, whether it is closed everywhere, at "
+      "the supports alone or at the query alone", f"every layer open {every:.2f}; without layer {key} "
+      + ", ".join(f"{part or 'everywhere'} {a:.2f}" for part, a in lost.items()))
+
+# %% [markdown]
 # ## Summary and questions
 
 # %%
@@ -388,5 +414,8 @@ wrap_up(8, [
     f"At 8 shots the model found a label shown once {once['accuracy']:.2f} of the time, one shown three times or more "
     f"{often['accuracy']:.2f}, and the LM in text {text_counts[8]['1']:.2f} and {text_counts[8]['3+']:.2f}. Which of "
     "the two brings the weakness, and why does plain binding then fall from 2 to 4 shots and rise again at 16?",
+    f"Closing gated layer {key} at the supports alone read {lost['supports']:.2f}, at the query alone "
+    f"{lost['query']:.2f}, against {every:.2f} with every layer open. What does the lookup lose in each case? Which "
+    "layers could be closed at no cost, and what does that say about how many of the gated layers binding uses?",
 ])
 print(f"figures in {OUT}")

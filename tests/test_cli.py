@@ -105,7 +105,8 @@ def test_every_setting_refuses_bad_values(run_copy, setting):
 
 FLAGS = [("eval", "--episodes", 1), ("eval", "--beams", 1), ("eval", "--seed", 0), ("sample", "--shots", 0),
          ("sample", "--n", 1), ("sample", "--seed", 0), ("train", "--seed", 0), ("data", "--seed", 0),
-         ("bench", "--repeats", 1), ("repeats", "--episodes", 1), ("repeats", "--seed", 0)]
+         ("bench", "--repeats", 1), ("repeats", "--episodes", 1), ("repeats", "--seed", 0),
+         ("routes", "--episodes", 1)]
 
 
 @settings(max_examples=40)
@@ -115,7 +116,7 @@ def test_every_numeric_flag_refuses_bad_values(run_copy, flag, value):
     if isinstance(value, int):
         value = lo + value    # always below the lowest allowed
     args = {"eval": ["--run", run_copy], "sample": ["--run", run_copy], "repeats": ["--run", run_copy],
-            "train": ["--out", run_copy],
+            "routes": ["--run", run_copy], "train": ["--out", run_copy],
             "data": ["--out", os.path.join(run_copy, "world.png")], "bench": ["--out", run_copy]}[command]
     before = snapshot(run_copy)
     status, _, err = run_main(command, *args, name, str(value))
@@ -232,19 +233,20 @@ def test_the_real_program_answers_in_one_line(run_copy, tmp_path):
         "train --help lists every --set key with its default"
 
 
-def test_repeats_writes_its_record_and_refuses_a_task_without_labels(tiny_run, tmp_path):
+@pytest.mark.parametrize("command, shows", [("repeats", "label shown 1x"), ("routes", "without 1")])
+def test_binding_readings_write_their_record_and_refuse_a_task_without_labels(tiny_run, tmp_path, command, shows):
     run = str(tmp_path / "run")
     shutil.copytree(tiny_run, run)
     before = snapshot(run)
-    for argv, says in ((["--task", "question"], "no label to count"), (["--shots", "0,2"], "without supports")):
-        status, _, err = run_main("repeats", "--run", run, "--episodes", "2", *argv)
+    for argv, says in ((["--task", "question"], "no label to bind"), (["--shots", "0,2"], "without supports")):
+        status, _, err = run_main(command, "--run", run, "--episodes", "2", *argv)
         assert refused(status, err) and says in err, err
     assert snapshot(run) == before
-    status, out, err = run_main("repeats", "--run", run, "--episodes", "4", "--shots", "2,4")
+    status, out, err = run_main(command, "--run", run, "--episodes", "4", "--shots", "2,4")
     assert status == 0, err
-    saved = json.load(open(os.path.join(run, "repeats_bind.json")))
+    saved = json.load(open(os.path.join(run, f"{command}_bind.json")))
     assert list(saved["shots"]) == ["2", "4"] and saved["episodes"] == 4
-    assert os.path.getsize(os.path.join(run, "repeats_bind.png")) > 0 and "label shown 1x" in out
+    assert os.path.getsize(os.path.join(run, f"{command}_bind.png")) > 0 and shows in out
 
 
 def test_report_summarises_seeds(tiny_run, tmp_path):

@@ -52,7 +52,7 @@ def test_an_oracle_reads_one_everywhere_and_no_wrong_answer(tiny_run, monkeypatc
         assert r["all"] == 1.0 and all(c["accuracy"] == 1.0 and c["pulled"] is None for c in r["parts"].values())
 
 
-@pytest.mark.parametrize("task, shots, says", [("question", ("4",), "no label to count"),
+@pytest.mark.parametrize("task, shots, says", [("question", ("4",), "no label to bind"),
                                                ("bind", ("0", "4"), "without supports"),
                                                ("bind", ("none",), "without supports")])
 def test_bad_requests_say_what_to_give(tiny_run, task, shots, says):

@@ -1,7 +1,8 @@
 """Every picture the command line saves: loss curves, gate openings (paper Fig. 6), the few-shot curves, sample
-episodes, a look at the toy world, the LM's copying (its onset per seed, and which heads bind) and binding by model
-size (paper Fig. 2). Matplotlib with the Agg backend: no screen needed. Each function returns the PNG's bytes;
-callers write them with checkpoints.atomic_write once all their work has succeeded."""
+episodes, a look at the toy world, the LM's copying (its onset per seed, and which heads bind), binding by model size
+(paper Fig. 2), binding apart by how often the answer's label is shown, and binding with gated layers closed.
+Matplotlib with the Agg backend: no screen needed. Each function returns the PNG's bytes; callers write them with
+checkpoints.atomic_write once all their work has succeeded."""
 import io
 
 import matplotlib
@@ -257,4 +258,55 @@ def repeats(result):
     ax.set_xlabel("shots"), ax.set_ylabel(f"{result['task']}, close-ended"), ax.set_ylim(0, 1.02)
     ax.set_title(f"{result['episodes']} episodes (seed {result['seed']}); dashed: the ideal observer", fontsize=9)
     ax.legend(fontsize=7)
+    return png(fig)
+
+
+def routes(result):
+    """Per shot count: close-ended binding with only layers i and j open (the diagonal: i alone) as a grid; each
+    layer closed everywhere, at the supports only and at the query only, against every layer open and none; and each
+    LM head's attention from the answer's position on the matching labels, over that on the other labels
+    (lab/routes.py)."""
+    n, shots = len(result["layers"]), list(result["shots"])
+    fig, axes = plt.subplots(len(shots), 3, figsize=(13, 3.3 * len(shots)), squeeze=False,
+                             gridspec_kw={"width_ratios": (1, 1.5, 1)})
+    for (grid_ax, bar_ax, head_ax), shot in zip(axes, shots):
+        rows = {r["name"]: r for r in result["shots"][shot]}
+        closing = {(tuple(r["closed"]), r["part"]): r["accuracy"] for r in rows.values()}
+        grid = [[None] * n for _ in range(n)]
+        for r in rows.values():
+            kept = [j for j in range(n) if j not in r["closed"]]
+            if r["part"] == "everywhere" and len(kept) in (1, 2):
+                grid[kept[0]][kept[-1]] = grid[kept[-1]][kept[0]] = r["accuracy"]
+        grid_ax.imshow([[float("nan") if v is None else v for v in row] for row in grid], vmin=0, vmax=1,
+                       cmap="viridis")
+        for i, row in enumerate(grid):
+            for j, v in enumerate(row):
+                if v is not None:
+                    grid_ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                 color="white" if v < 0.6 else "black")
+        grid_ax.set_xticks(range(n)), grid_ax.set_yticks(range(n))
+        grid_ax.set_xlabel("gated layer"), grid_ax.set_ylabel("gated layer")
+        grid_ax.set_title(f"{shot} shots: only layers i and j open (diagonal: i alone)", fontsize=8)
+        for k, (part, colour) in enumerate(zip(("everywhere", "supports", "query"),
+                                               ("tab:blue", "tab:orange", "tab:green"))):
+            bar_ax.bar([j + 0.27 * (k - 1) for j in range(n)], [closing[(j,), part] for j in range(n)],
+                       width=0.27, color=colour, label=f"closed {'at the ' * (k > 0)}{part}")
+        bar_ax.axhline(rows["all open"]["accuracy"], color="black", lw=1, label="every layer open")
+        bar_ax.axhline(rows["none open (the LM)"]["accuracy"], color="gray", ls="--", lw=1, label="none open")
+        bar_ax.axhline(result["chance"], color="gray", ls=":", lw=1, label="chance")
+        bar_ax.set_xticks(range(n)), bar_ax.set_xlabel("the gated layer closed")
+        bar_ax.set_ylim(0, 1.02), bar_ax.set_ylabel(f"{result['task']}, close-ended", fontsize=8)
+        bar_ax.set_title(f"{shot} shots, {result['episodes']} episodes (seed {result['seed']})", fontsize=8)
+        bar_ax.legend(fontsize=6, loc="upper right", ncol=2)
+        match, other = result["heads"][shot]["match"], result["heads"][shot]["other"]
+        head_ax.imshow([[m - o for m, o in zip(ms, os_)] for ms, os_ in zip(match, other)], vmin=-1, vmax=1,
+                       cmap="coolwarm")   # red: a head that prefers the matching labels, blue: the other labels
+        for i, (ms, os_) in enumerate(zip(match, other)):
+            for j, (m, o) in enumerate(zip(ms, os_)):
+                head_ax.text(j, i, f"{m:.2f}\n{o:.2f}", ha="center", va="center", fontsize=7)
+        head_ax.set_xticks(range(len(match[0]))), head_ax.set_yticks(range(len(match)))
+        head_ax.set_xlabel("head"), head_ax.set_ylabel("LM layer")
+        head_ax.set_title("LM heads, every gate open: attention on the matching\nlabels (above) and the other labels "
+                          "(below); red: more on the matching", fontsize=8)
+    fig.tight_layout()
     return png(fig)

@@ -156,10 +156,11 @@ def onset(metrics, level=ONSET):
 
 # --- inside the LM: attention weights, label attention, induction heads ----------------------------------------------
 @torch.no_grad()
-def attention(lm, ids, starts=None):
+def attention(lm, ids, starts=None, forward=None):
     """Every head's attention weights on ids (B, T): a list over layers of (B, H, T, T) tensors. Each attention layer's
     inputs are caught by a forward pre-hook, and its queries and keys recomputed (SelfAttention.project) as its forward
-    computes them; the fused kernel's own weights are never materialised."""
+    computes them; the fused kernel's own weights are never materialised. forward: what runs the LM on ids, when not
+    the LM alone (a Flamingo reading the same ids with their pictures); None: lm(ids, starts)."""
     weights, hooks = [], []
 
     def catch(module, args):
@@ -173,7 +174,7 @@ def attention(lm, ids, starts=None):
     for block in lm.blocks:
         hooks.append(block.attn.register_forward_pre_hook(catch))
     try:
-        lm(ids, starts)
+        forward() if forward else lm(ids, starts)
     finally:
         for h in hooks:
             h.remove()
@@ -225,13 +226,17 @@ def induction_score(weights, length):
     return weights[:, :, :, second, target].mean((1, 3))
 
 
-def describe_heads(found, top=3):
-    """One line on the heads that bind: the `top` heads by attention on matching labels (label_attention's result
-    under "plain"), each with its attention on the other labels, and the highest induction score."""
-    match, other = found["plain"]["match"], found["plain"]["other"]
+def strongest_heads(match, other, top=3):
+    """The `top` heads by how much more of their attention falls on the matching labels than on the other labels,
+    match and other (L, H), each with both: "layer 1 head 2 0.89 vs 0.09, ..."."""
     H = match.shape[1]
-    best = match.flatten().argsort(descending=True)[:top].tolist()
-    heads = ", ".join(f"layer {i // H} head {i % H} {match.flatten()[i]:.2f} vs {other.flatten()[i]:.2f}"
-                      for i in best)
+    best = (match - other).flatten().argsort(descending=True)[:top].tolist()
+    return ", ".join(f"layer {i // H} head {i % H} {match.flatten()[i]:.2f} vs {other.flatten()[i]:.2f}" for i in best)
+
+
+def describe_heads(found, top=3):
+    """One line on the heads that bind: the `top` heads by attention on matching labels over other labels
+    (label_attention's result under "plain"), and the highest induction score."""
+    heads = strongest_heads(found["plain"]["match"], found["plain"]["other"], top)
     return (f"binding heads (the answer's attention on the matching labels vs the other labels, 16 shots): {heads}; "
             f"highest induction score {found['induction'].max():.2f} (1 = a pure induction head)")

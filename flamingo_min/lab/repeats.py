@@ -43,19 +43,25 @@ def closed_at(model, eps, shot, media, pooled, batch_size=100):
     return out
 
 
+def binding_episodes(model, data_cfg, task, shots, episodes, seed):
+    """The request checked (a binding task, shots >= 1), then (shots, the evaluation's episodes, their visual tokens
+    (E, P+1, R, D) and pooled features), with the model in eval mode."""
+    shots = check_request(model, data_cfg, (task,), shots, episodes, 1, "random", 100)
+    if not binding(task):
+        raise EvalError(f"task {task!r} has no label to bind: choose a binding task (bind, match, bind-after, ...)")
+    if any(shot_count(s) < 1 for s in shots):
+        raise EvalError(f"shots {','.join(shots)}: a prompt without supports shows no label; give counts >= 1")
+    model.eval()
+    eps = episodes_for(task, episodes, data_cfg, seed, max(32, *map(shot_count, shots)))
+    return (shots, eps, *episode_media(model, eps, data_cfg))
+
+
 def read(model, data_cfg, task="bind", shots=SHOTS, episodes=300, seed=0, progress=None):
     """{"task", "episodes", "seed", "shots": {K: {"all": accuracy, "ideal": its ceiling, "parts": {"1" | "2" | "3+":
     {"episodes", "accuracy", "ideal", "pulled", "pulled by chance"}}}}}: pulled is the share of the part's wrong
     answers that name a label shown more often than the right one, and pulled by chance the share a wrong answer drawn
     at random among the other candidates would (None: no wrong answer). progress: a callable(str) or None."""
-    shots = check_request(model, data_cfg, (task,), shots, episodes, 1, "random", 100)
-    if not binding(task):
-        raise EvalError(f"task {task!r} has no label to count: choose a binding task (bind, match, bind-after, ...)")
-    if any(shot_count(s) < 1 for s in shots):
-        raise EvalError(f"shots {','.join(shots)}: a prompt without supports shows no label; give counts >= 1")
-    model.eval()
-    eps = episodes_for(task, episodes, data_cfg, seed, max(32, *map(shot_count, shots)))
-    media, pooled = episode_media(model, eps, data_cfg)                                  # (E, P+1, R, D)
+    shots, eps, media, pooled = binding_episodes(model, data_cfg, task, shots, episodes, seed)
     result = {"task": task, "episodes": episodes, "seed": seed, "shots": {}}
     for shot in shots:
         rows = []                                    # (part, right, ideal, pulled, pulled by chance) per episode

@@ -264,7 +264,7 @@ def cmd_scale(args):
     if bad or not sizes:
         raise ConfigError(f"--sizes {args.sizes!r}: choose from {', '.join(scale.SIZES)}, comma-separated")
     result = scale.run(args.out, sizes, range(args.seeds), args.episodes, pick_device(args.device),
-                       say=lambda s: print(f"  {s}", file=sys.stderr))
+                       overrides=args.set, say=lambda s: print(f"  {s}", file=sys.stderr))
     print(scale.table(result) + f"\nwritten {args.out}/scale.json and scale.png")
 
 
@@ -493,6 +493,9 @@ def parser():
                         epilog="sizes: " + "; ".join(f"{k}: {' '.join(v) or 'the default model'}"
                                                      for k, v in SIZES.items()) + ".")
     sc.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated (default {','.join(SIZES)})")
+    sc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting of every size, as in train (repeatable; a size's own width and depth "
+                    "win): e.g. train.lm_steps=1500")
     sc.add_argument("--seeds", type=whole(1), default=3, help="seeds 0..N-1 per size (default 3)")
     sc.add_argument("--episodes", type=whole(1), default=200, help="episodes per cell (default 200)")
     sc.add_argument("--out", default="runs/scale", help="output folder (default runs/scale)")

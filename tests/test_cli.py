@@ -281,3 +281,17 @@ def test_every_entry_point_lets_idle_threads_sleep_soon(folder, first, sets):
                 f"import {first}, torch; print(os.environ.get('GOMP_SPINCOUNT'))")
         out = subprocess.run([sys.executable, "-c", show], cwd=ROOT, capture_output=True, text=True)
         assert out.returncode == 0 and out.stdout.split() == [str(expected)], out.stderr
+
+
+def test_scale_hands_its_settings_to_every_size_and_refuses_a_bad_one_before_any_work(tmp_path, monkeypatch):
+    from flamingo_min.lab import scale
+    out = tmp_path / "scale"
+    status, _, err = run_main("scale", "--out", str(out), "--seeds", "1", "--set", "train.lm_stepz=1500")
+    assert refused(status, err) and "train.lm_stepz" in err and "train.lm_steps" in err, err
+    assert not out.exists() or not any(out.rglob("*"))
+    seen = {}
+    monkeypatch.setattr(scale, "run", lambda *a, **k: seen.update(k) or {"sizes": {}})
+    monkeypatch.setattr(scale, "table", lambda result: "")
+    status, _, err = run_main("scale", "--out", str(out), "--set", "train.lm_steps=1500", "--set", "data.infer_text=0")
+    assert status in (0, None), err
+    assert seen["overrides"] == ["train.lm_steps=1500", "data.infer_text=0"]

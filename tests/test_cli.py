@@ -283,7 +283,7 @@ def test_every_entry_point_lets_idle_threads_sleep_soon(folder, first, sets):
         assert out.returncode == 0 and out.stdout.split() == [str(expected)], out.stderr
 
 
-def test_scale_hands_its_settings_to_every_size_and_refuses_a_bad_one_before_any_work(tmp_path, monkeypatch):
+def test_scale_passes_its_settings_on_and_refuses_a_bad_one_before_any_work(tmp_path, monkeypatch):
     from flamingo_min.lab import scale
     out = tmp_path / "scale"
     status, _, err = run_main("scale", "--out", str(out), "--seeds", "1", "--set", "train.lm_stepz=1500")

@@ -27,7 +27,7 @@ seeds: $(VENV)/.installed      ## the reference run for seeds 0, 1 and 2, then t
 ablate: $(VENV)/.installed     ## the paper's Table 3 at toy scale: 16 variants x 3 seeds (~64 min on 2 cores)
 	$(PY) main.py ablate --seeds 3
 
-video: $(VENV)/.installed      ## the reference run plus clips of moving shapes and the video tasks (~10 min on 2 cores)
+video: $(VENV)/.installed      ## the reference run plus clips of moving shapes and the video tasks (~18 min on 2 cores)
 	$(PY) main.py train --preset video
 
 forms: $(VENV)/.installed      ## the reference run with binding in four forms and 2500 LM steps (~15 min on 2 cores)

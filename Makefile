@@ -39,7 +39,7 @@ copying: $(VENV)/.installed    ## the LM alone, seeds 0-4: when its copying appe
 scale: $(VENV)/.installed      ## binding against shots for three model sizes, seeds 0-2 each (~110 min on 2 cores)
 	$(PY) main.py scale --seeds 3
 
-lesson-weights: $(VENV)/.installed  ## lessons/trained.pt, which lessons 8-10 read (~15 min on 2 cores)
+lesson-weights: $(VENV)/.installed  ## lessons/trained.pt, which lessons 8-10 read (~21 min on 2 cores)
 	$(PY) -m lessons.trained
 
 large: $(VENV)/.installed      ## one GPU: wider, deeper, longer (4.6 min of training on an H200: docs/performance.md)

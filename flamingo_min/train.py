@@ -7,7 +7,7 @@
    stream's weighted loss (M3W-like documents x 1.0, pairs x 0.2: gradient accumulation across datasets, which the paper
    found clearly better than round-robin), all of them packed into one batch and one forward pass (batches.py). AdamW,
    linear warm-up then constant LR (ours cools down over the last fifth: `train.flamingo_cool_down`), global-norm
-   clipping at 1.
+   clipping at 1. Ours also orders the binding documents, one look per label first (`train.redraw_ramp`).
 
 Every stage trains in fp32 (on a GPU its matrix products in TF32), the loss's softmax included: at these widths a step
 is bound by how many operations it launches, not by their arithmetic, and bf16 autocast only added casts (bench).
@@ -157,7 +157,8 @@ def datasets(cfg, seed):
     """The bridge's datasets, name -> (stream, batch size, lambda): interleaved documents, image-caption pairs and
     clips with text; a dataset of weight 0 is left out (the clips, but for the video preset)."""
     train_cfg, data_cfg = cfg.train, cfg.data
-    every = {"doc": (DocumentStream(data_cfg, seed), train_cfg.doc_batch, train_cfg.doc_weight),
+    ramp = int(train_cfg.redraw_ramp * train_cfg.flamingo_steps) * train_cfg.doc_batch   # documents
+    every = {"doc": (DocumentStream(data_cfg, seed, ramp), train_cfg.doc_batch, train_cfg.doc_weight),
              "pair": (PairStream(data_cfg, seed + 1), train_cfg.pair_batch, train_cfg.pair_weight),
              "video": (VideoStream(data_cfg, seed + 2), train_cfg.video_batch, train_cfg.video_weight)}
     return {name: v for name, v in every.items() if v[2] > 0}

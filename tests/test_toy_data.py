@@ -118,6 +118,24 @@ def test_binding_documents_are_consistent_and_bursty():
     assert seen > 50
 
 
+def test_the_binding_curriculum_starts_on_one_look_per_label_and_ends_on_the_plain_stream():
+    only_bind = DataConfig(w_caption=0, w_question=0, w_count=0, w_infer=0)
+    plain = DocumentStream(only_bind, 5)
+    early = DocumentStream(only_bind, 5, ramp=10 ** 9)   # documents 0-29: a redraw chance below 1e-7
+    for i in range(30):
+        d, p = early.draft(i), plain.draft(i)
+        assert torch.equal(d.tokens, p.tokens)            # the curriculum changes pictures, never text
+        looks = {}
+        for scene, label in zip(d.scenes, _labels(d)):
+            assert looks.setdefault(label, scene) == scene, i   # every picture of a label is its one look
+    # The plain stream redraws: the same check fails on its documents.
+    assert any(len({sc for sc in p.scenes}) > len(set(_labels(p))) for p in map(plain.draft, range(30)))
+    done = DocumentStream(only_bind, 5, ramp=40)
+    for i in range(40, 70):                               # past the ramp: exactly the plain stream
+        d, p = done.draft(i), plain.draft(i)
+        assert torch.equal(d.tokens, p.tokens) and d.scenes == p.scenes and d.image_seed == p.image_seed
+
+
 def test_held_out_combinations_never_reach_a_training_stream():
     assert len(HELD_OUT) == 12
     for cls in (PairStream, DocumentStream):

@@ -131,6 +131,12 @@ def test_the_first_non_finite_step_is_named_with_what_went_wrong():
     assert train.first_non_finite(losses, norms, 2, 10) == "the loss became nan at step 5"
 
 
+def test_the_binding_curriculum_spans_its_fraction_of_the_bridge_steps():
+    cfg = make_config("default", ["train.flamingo_steps=300", "train.redraw_ramp=0.25", "train.doc_batch=8"])
+    assert train.datasets(cfg, 0)["doc"][0].ramp == 75 * 8           # documents of the bridge's first 75 steps
+    assert train.datasets(make_config("default", ["train.redraw_ramp=0"]), 0)["doc"][0].ramp == 0
+
+
 def test_a_checkpoint_with_a_setting_this_code_lacks_is_a_different_configuration():
     saved = train.to_dict(CFG)
     saved["data"]["retired_knob"] = 0.5        # written by an older version of the code

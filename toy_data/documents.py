@@ -327,8 +327,16 @@ def twin_scene(rng, scene, combos=TRAIN_COMBOS):
 
 
 class DocumentStream(_Stream):
-    """Interleaved documents (our M3W): 1 to max_images images, each followed by a chunk of text ending in <EOC>."""
+    """Interleaved documents (our M3W): 1 to max_images images, each followed by a chunk of text ending in <EOC>.
+
+    A curriculum, if `ramp` > 0: the binding images of documents [0, ramp) redraw their unbound attributes with a
+    chance rising linearly from 0 to data.bind_redraw (train.redraw_ramp), so that binding starts on documents where
+    any feature matches, and ends on the concept binding the evaluation asks for."""
     code = 3
+
+    def __init__(self, cfg: DataConfig, seed: int = 0, ramp: int = 0):
+        super().__init__(cfg, seed)
+        self.ramp = ramp
 
     def draft(self, i):
         rng = self._start(i)
@@ -337,7 +345,7 @@ class DocumentStream(_Stream):
         n = rng.randint(1 if task in ("caption", "question", "count") else 2,
                         cfg.bind_max_images if task == "bind" else cfg.max_images)
         if task == "bind":
-            scenes, chunks, scored = self._bind(rng, n, random.Random(_rng(self.seed, self.code + 400, i)))
+            scenes, chunks, scored = self._bind(rng, n, random.Random(_rng(self.seed, self.code + 400, i)), i)
         else:
             a = {"caption": None, "count": "count", "question": rng.choice(ATTRIBUTES[:4]),
                  "infer": rng.choice(ATTRIBUTES)}[task]
@@ -361,7 +369,7 @@ class DocumentStream(_Stream):
         tokens, mask = _assemble(chunks, scored)
         return self._draft(tokens, mask, task, scenes, i)
 
-    def _bind(self, rng, n, side):
+    def _bind(self, rng, n, side, i):
         # Each chunk's format (formats.py) is drawn by `side`, so that plain-only documents are those of the original
         # recipe; as many chunks as fit in MAX_LEN.
         chunk_fmts = chunk_formats(side, self.cfg.bind_formats, n)
@@ -373,13 +381,15 @@ class DocumentStream(_Stream):
         # Each image redraws all but its bound attribute with chance data.bind_redraw (concept binding, as evaluated);
         # otherwise it repeats its label's one look. Repeated looks are what lets binding start: any feature matches.
         # Measured over the bridge's first 800-1200 steps: with no repeated looks binding never started (2 of 2
-        # runs); with repeated looks only, it started in 2 of 2 but other tasks generalised worse.
+        # runs); with repeated looks only, it started in 2 of 2 but other tasks generalised worse. The curriculum
+        # (`ramp`) gives each its part of the run: repeated looks first, redrawn ones more and more.
         looks = [bind_look(rng, a, v) for v in values]
+        chance = self.cfg.bind_redraw * (min(1.0, i / self.ramp) if self.ramp else 1.0)
         picks = [rng.randrange(ways) for _ in range(n - 1)]
         picks.append(rng.choice(picks))  # bursty: the last image repeats a value seen before
         scenes, chunks, scored, seen = [], [], [], set()
         for p, f in zip(picks, chunk_fmts):
-            redraw = rng.random() < self.cfg.bind_redraw
+            redraw = rng.random() < chance
             scenes.append(bind_scene(rng, a, values[p], None if redraw else looks[p]))
             before, after = f.parts(side, describe(scenes[-1]), a)
             chunks.append(" ".join(w for w in ("<image>", before, labels[p], after, "<EOC>") if w))

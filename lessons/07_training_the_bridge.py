@@ -132,11 +132,12 @@ for name, gates in (("this miniature run", last), ("the video preset's 1200-step
 wrap_up(7, [
     "Only the bridge trains; each update sums the interleaved-document loss (x1.0) and the pair loss (x0.2).",
     "Gates start at 0 and open over training. The paper's Fig. 6 has deeper layers open more; of the four rows of "
-    f"gates above, {sum(grows) or 'none'} grow layer by layer, and in {sum(last_widest)} the last layer's is the "
-    "widest open.",
+    f"gates above, {sum(grows) or 'none'} grow{'s' * (sum(grows) == 1)} layer by layer, and in {sum(last_widest)} "
+    "the last layer's is the widest open.",
 ], [
     "Why does the paper accumulate gradients across datasets instead of alternating (round-robin)?",
     "Which tokens carry no loss in a binding document, and why? (toy_data/documents.py)",
-    "A gate of |tanh| 0.04 can still carry a whole lookup. Why is gate size a poor measure of influence?",
+    "Lesson 8 finds the shipped model's whole lookup in gated layer 0, whose gates are printed above, far below 1. "
+    "Why is gate size a poor measure of influence?",
 ])
 print(f"figures in {OUT}; the run is in {RUN}")

@@ -407,13 +407,14 @@ wrap_up(8, [
     "baseline beside bind say about its gain?",
     f"The binding head's attention on the matching labels fell from {heads[4]['after']['match'][layer, head]:.2f} "
     f"to {heads[16]['after']['match'][layer, head]:.2f} in the form `after` as shots went from 4 to 16, while the "
-    "model's accuracy fell too. Why does a head that prefers the matching label lose it when more examples are added?",
+    "LM's text accuracy fell too. Why does a head that prefers the matching label lose it when more examples are "
+    "added?",
     f"Without a lure the LM binds {lures[16]['no lure']:.2f} at 16 shots, with one {lures[16]['lure']:.2f}, and "
     f"{lures[16]['n']} of {L} episodes hold one (at 4 shots, {lures[4]['n']}). Why do more shots bring more lures, and "
     "what would the LM have to read from the supports to resist one?",
     f"At 8 shots the model found a label shown once {once['accuracy']:.2f} of the time, one shown three times or more "
     f"{often['accuracy']:.2f}, and the LM in text {text_counts[8]['1']:.2f} and {text_counts[8]['3+']:.2f}. Which of "
-    "the two brings the weakness, and why does plain binding then fall from 2 to 4 shots and rise again at 16?",
+    "the two brings the weakness, and why does plain binding then fall from 2 to 4 shots?",
     f"Closing gated layer {key} at the supports alone read {lost['supports']:.2f}, at the query alone "
     f"{lost['query']:.2f}, against {every:.2f} with every layer open. What does the lookup lose in each case? Which "
     "layers could be closed at no cost, and what does that say about how many of the gated layers binding uses?",

@@ -201,7 +201,7 @@ wrap_up(9, [
 ], [
     "`round-robin` sees half the samples of each dataset per step and costs half as much. Is its row "
     "(docs/ablations.md) a fair comparison at equal steps? At equal compute?",
-    "`lm-finetuned` trains 1.8x the parameters. Its \"text bind\" column says what happened to the LM. Why is that "
+    "`lm-finetuned` trains 1.9x the parameters. Its \"text bind\" column says what happened to the LM. Why is that "
     "the paper's argument for freezing?",
     "`vision-random` leaves the encoder at initialisation. Which tasks can a random CNN still serve, and why?",
 ])

@@ -84,9 +84,11 @@ def cmd_train(args):
         for stage in todo:
             if writes and stage_done(out, stage):
                 print(f"{stage}: finished in {out} already, reused (a new --out trains afresh)", file=sys.stderr)
-        from flamingo_min.lab.probes import copying   # the LM's copying, watched every 100 steps
-        times = {stage: run_stage(out, stage, cfg, args.seed, device, probe=copying if stage == "lm" else None)
-                 ["elapsed"] for stage in todo}
+        # Watched every 100 steps: the LM's copying in text, the bridge's binding with pictures.
+        from flamingo_min.lab.probes import binding, copying
+        watch = {"lm": copying, "flamingo": binding(cfg.data) if "flamingo" in todo else None}
+        times = {stage: run_stage(out, stage, cfg, args.seed, device, probe=watch.get(stage))["elapsed"]
+                 for stage in todo}
     finally:
         dist.teardown()
     if not writes:
@@ -131,6 +133,16 @@ def finish_run(args, out, cfg, times, device):
         found = {"induction": probes.induction_scores(lm), "plain": probes.label_attention(lm, "plain", 16)}
         atomic_write(os.path.join(out, "heads.png"), plots.heads(found))
         print("  " + probes.describe_heads(found))
+    watched = [m for m in metrics if m["stage"] == "flamingo" and "bind" in m]
+    if "flamingo" in times and watched:
+        start = probes.onset(watched, stage="flamingo", key="bind")
+        print(f"  the bridge's binding (4-shot, close-ended, watched every 100 steps) reached {probes.ONSET:.2f} at step "
+              f"{start}" if start is not None else "  the bridge's binding (4-shot, close-ended, watched every 100 "
+              f"steps) never reached {probes.ONSET:.2f}: it read {watched[-1]['bind']:.2f} at its last step; "
+              "docs/incontext.md says when a bridge fails to bind")
+        atomic_write(os.path.join(out, "binding.png"), plots.copying(
+            {"seeds": {str(args.seed): {"onset": start, "curve": [[m["step"], m["bind"]] for m in watched]}}},
+            "flamingo"))
     if args.stage in (None, "flamingo") and not args.no_eval:
         model, cfg = load_run(out, device)
         started = time.perf_counter()

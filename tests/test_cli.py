@@ -249,6 +249,23 @@ def test_binding_readings_write_their_record_and_refuse_a_task_without_labels(ti
     assert os.path.getsize(os.path.join(run, f"{command}_bind.png")) > 0 and shows in out
 
 
+def test_training_the_bridge_watches_its_binding(tiny_run, tmp_path):
+    """The summary says where the bridge's watched binding stood, and binding.png draws it."""
+    out = str(tmp_path / "run")
+    os.makedirs(out)
+    for stage in ("lm", "vision"):
+        shutil.copy(ckpt_path(tiny_run, stage), out)
+    status, stdout, err = run_main("train", "--out", out, "--preset", "quick", "--stage", "flamingo", "--no-eval",
+                                   *[a for s in TINY_SETS for a in ("--set", s)])
+    assert status in (0, None), err
+    logged = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    watched = [m["bind"] for m in logged if "bind" in m]
+    assert len(watched) == 2 and all(0 <= b <= 1 for b in watched)   # step 0 and the last of 12
+    line = next(line for line in stdout.splitlines() if "the bridge's binding" in line)
+    assert ("never reached" in line) == (max(watched) < 2 / 3)
+    assert os.path.getsize(os.path.join(out, "binding.png")) > 0
+
+
 def test_report_summarises_seeds(tiny_run, tmp_path):
     runs = [str(tmp_path / f"seed{s}") for s in (0, 1)]
     for seed, run in enumerate(runs):

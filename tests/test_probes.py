@@ -1,15 +1,17 @@
-"""The LM's probes: attention weights read through hooks, the induction and label scores on hand-built attention, the
-copying onset, and a probe watching the LM's stage without changing what it trains."""
+"""The probes: attention weights read through hooks, the induction and label scores on hand-built attention, the
+copying onset, and probes watching the LM's stage and the bridge's without changing what they train."""
 import json
 import os
+import shutil
 
 import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from conftest import TINY
+from conftest import TINY, TINY_RUN
 from flamingo_min import runs
 from flamingo_min.config import make_config
+from flamingo_min.evaluate import episodes_for, prompt_for
 from flamingo_min.lab import incontext, probes, repeats
 from flamingo_min.lm import LM
 from flamingo_min.masking import document_starts
@@ -104,6 +106,48 @@ def test_a_probed_stage_trains_the_same_numbers_and_logs_the_probe(tmp_path):
     assert [m["loss"] for m in plain] == [m["loss"] for m in probed]          # the probe changes nothing it trains
     assert [m["step"] for m in probed if "copy" in m] == [0, 4, 8, 11]       # every 4th logged step, and the last
     assert seen and all(seen)                                                 # and hands the model back training
+
+
+def test_a_probed_bridge_trains_the_same_numbers_and_logs_its_binding(tmp_path, tiny_run):
+    """Over the tiny run's LM and encoder: the same bridge steps with the binding probe as without it."""
+    cfg = make_config("quick", TINY_RUN)
+    probe = probes.binding(cfg.data, episodes=6)
+    for name, p in (("plain", None), ("probed", probe)):
+        run = str(tmp_path / name)
+        os.makedirs(run)
+        for stage in ("lm", "vision"):
+            shutil.copy(runs.ckpt_path(tiny_run, stage), run)
+        runs.start_run(run, cfg)
+        run_stage(run, "flamingo", cfg, progress=False, probe=p, probe_every=4)
+    plain, probed = (runs.read_metrics(str(tmp_path / n)) for n in ("plain", "probed"))
+    assert [m["loss"] for m in plain] == [m["loss"] for m in probed]
+    watched = [m for m in probed if "bind" in m]
+    assert [m["step"] for m in watched] == [0, 4, 8, 11]
+    assert all(m["bind"] in {i / 6 for i in range(7)} for m in watched)     # a share of its six episodes
+    assert probes.onset(probed, 0.0, "flamingo", "bind") == 0 and probes.onset(probed, 1.01, "flamingo", "bind") is None
+
+
+def test_the_bridge_probe_never_reads_an_evaluations_episodes():
+    """Its episodes' seeds (as random.Random reads them: a negative seed is its absolute value) are none of an
+    evaluation's `bind` episodes, for the first evaluation seeds."""
+    cfg = make_config("default").data
+    mine = {abs(e.seed) for e in episodes_for("bind", 128, cfg, probes.BRIDGE_PROBE_SEED)}
+    for seed in range(10):
+        assert not mine & {abs(e.seed) for e in episodes_for("bind", 200, cfg, seed)}
+
+
+@pytest.mark.parametrize("shots", [1, 4, 16])
+def test_a_trimmed_episode_shows_the_evaluations_prompt(shots):
+    """Cut to its prompt's supports, an episode gives the evaluation's prompt: the same text, labels and pictures'
+    scenes, the query's picture last."""
+    cfg = make_config("default").data
+    full = episodes_for("bind", 40, cfg, 3)
+    for ep, cut in zip(full, probes.trimmed_episodes(cfg, shots, 40, seed=3)):
+        ids, rows, answers = prompt_for(ep, str(shots))
+        cut_ids, cut_rows, cut_answers = prompt_for(cut, str(shots))
+        assert cut_ids == ids and cut_answers == answers and cut_rows == list(range(shots + 1))
+        scenes = [x.scene for x in ep.pool] + [ep.query.scene]
+        assert [scenes[r] for r in rows] == [x.scene for x in cut.pool] + [cut.query.scene]
 
 
 def test_copying_command_writes_its_record(tmp_path):

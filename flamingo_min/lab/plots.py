@@ -165,8 +165,18 @@ def world(images, captions, strip, strip_texts):
     return png(fig)
 
 
-def copying(result):
-    """The LM's 4-shot copying probe against its training step, one line per seed, the onset marked (incontext.py)."""
+WATCHED = {   # a watched stage: (x label, y label, title)
+    "lm": ("LM training step", "4-shot concept binding in text", "in-context copying appears suddenly (dotted: each "
+           "seed's onset)"),
+    "flamingo": ("bridge training step", "4-shot binding with pictures, closed", "the bridge finds the LM's lookup "
+                 "(dotted: where it reads 2/3)"),
+}
+
+
+def copying(result, stage="lm"):
+    """A watched probe against its training step, one line per seed, the onset marked: the LM's 4-shot copying
+    (incontext.py), or the bridge's 4-shot binding (stage "flamingo")."""
+    xlabel, ylabel, title = WATCHED[stage]
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for seed, r in result["seeds"].items():
         steps, acc = zip(*r["curve"]) if r["curve"] else ((), ())
@@ -174,8 +184,8 @@ def copying(result):
         if r["onset"] is not None:
             ax.axvline(r["onset"], color=line.get_color(), ls=":", lw=0.8)
     ax.axhline(1 / 3, color="grey", ls="--", lw=0.8, label="chance")
-    ax.set_xlabel("LM training step"), ax.set_ylabel("4-shot concept binding in text"), ax.set_ylim(0, 1.02)
-    ax.set_title("in-context copying appears suddenly (dotted: each seed's onset)", fontsize=9)
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_ylim(0, 1.02)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     return png(fig)
 

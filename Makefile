@@ -14,7 +14,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-train: $(VENV)/.installed      ## the reference run: three stages, then the few-shot evaluation (~14 min on 2 cores)
+train: $(VENV)/.installed      ## the reference run: three stages, then the few-shot evaluation (~15 min on 2 cores)
 	$(PY) main.py train
 
 quick: $(VENV)/.installed      ## everything at toy speed (~2 min)

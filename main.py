@@ -122,27 +122,22 @@ def finish_run(args, out, cfg, times, device):
             f"{k}: {probes.lm_concept_accuracy(lm, shots=k):.0%}" for k in (2, 4, 16)) + "; with lures (each "
             "other label's example shares the query's other word), by shots: " + ", ".join(
             f"{k}: {probes.lm_concept_accuracy(lm, shots=k, lures=True):.0%}" for k in (4, 16)))
-        watched = [m for m in metrics if m["stage"] == "lm" and "copy" in m]
-        if watched:
-            onset = probes.onset(watched)
-            print(f"  the LM's copying (4-shot concept binding, watched every 100 steps) appeared at step {onset}"
-                  if onset is not None else "  the LM's copying never appeared: retrain it longer "
-                  "(--set train.lm_steps=2500) or with another seed; docs/incontext.md")
-            atomic_write(os.path.join(out, "copying.png"), plots.copying(
-                {"seeds": {str(args.seed): {"onset": onset, "curve": [[m["step"], m["copy"]] for m in watched]}}}))
+        copied = probes.watched(metrics)
+        if copied:
+            print(f"  the LM's copying (4-shot concept binding, watched every 100 steps) appeared at step "
+                  f"{copied['onset']}" if copied["onset"] is not None else "  the LM's copying never appeared: "
+                  "retrain it longer (--set train.lm_steps=2500) or with another seed; docs/incontext.md")
+            atomic_write(os.path.join(out, "copying.png"), plots.copying({"seeds": {str(args.seed): copied}}))
         found = {"induction": probes.induction_scores(lm), "plain": probes.label_attention(lm, "plain", 16)}
         atomic_write(os.path.join(out, "heads.png"), plots.heads(found))
         print("  " + probes.describe_heads(found))
-    watched = [m for m in metrics if m["stage"] == "flamingo" and "bind" in m]
-    if "flamingo" in times and watched:
-        start = probes.onset(watched, stage="flamingo", key="bind")
-        print(f"  the bridge's binding (4-shot, close-ended, watched every 100 steps) reached {probes.ONSET:.2f} at step "
-              f"{start}" if start is not None else "  the bridge's binding (4-shot, close-ended, watched every 100 "
-              f"steps) never reached {probes.ONSET:.2f}: it read {watched[-1]['bind']:.2f} at its last step; "
+    bound = probes.watched(metrics, "flamingo", "bind") if "flamingo" in times else None
+    if bound:
+        said = "  the bridge's binding (4-shot, close-ended, watched every 100 steps)"
+        print(f"{said} reached {probes.ONSET:.2f} at step {bound['onset']}" if bound["onset"] is not None else
+              f"{said} never reached {probes.ONSET:.2f}: it read {bound['curve'][-1][1]:.2f} at its last step; "
               "docs/incontext.md says when a bridge fails to bind")
-        atomic_write(os.path.join(out, "binding.png"), plots.copying(
-            {"seeds": {str(args.seed): {"onset": start, "curve": [[m["step"], m["bind"]] for m in watched]}}},
-            "flamingo"))
+        atomic_write(os.path.join(out, "binding.png"), plots.copying({"seeds": {str(args.seed): bound}}, "flamingo"))
     if args.stage in (None, "flamingo") and not args.no_eval:
         model, cfg = load_run(out, device)
         started = time.perf_counter()

@@ -268,9 +268,9 @@ claim(similar_last - drawn_last > 3 * se_gap(drawn_last, similar_last, M),
 from flamingo_min import runs  # noqa: E402
 from flamingo_min.lab import plots as pictures_of, probes, repeats  # noqa: E402
 
-mine = [m for m in runs.read_metrics(RUN) if m["stage"] == "lm" and "copy" in m]
+mine = probes.watched(runs.read_metrics(RUN))   # your LM's copying probe, if your run logged one
 if mine:
-    watched = {"seeds": {"yours": {"onset": probes.onset(mine), "curve": [[m["step"], m["copy"]] for m in mine]}}}
+    watched = {"seeds": {"yours": mine}}
 else:
     with open(os.path.join(ROOT, "docs", "copying.json")) as f:
         watched = json.load(f)

@@ -88,6 +88,13 @@ def test_onset_is_the_first_step_at_the_level():
     assert probes.onset(log) == 200
     assert probes.onset(log[:2]) is None
     assert probes.onset([{"stage": "vision", "step": 0, "copy": 1.0}] + log) == 200   # the LM's log only
+    bridge = [{"stage": "flamingo", "step": 0, "loss": 1.0},
+              {"stage": "flamingo", "step": 50, "loss": 0.9, "bind": 0.8}]
+    assert probes.watched(log + bridge) == {"onset": 200, "curve": [[s, c] for s, c in
+                                                                   ((0, 0.3), (100, 0.5), (200, 0.7), (300, 0.9))]}
+    assert probes.watched(log + bridge, "flamingo", "bind") == {"onset": 50, "curve": [[50, 0.8]]}
+    assert probes.watched(log[:2]) == {"onset": None, "curve": [[0, 0.3], [100, 0.5]]}
+    assert probes.watched(bridge) is None                                          # no LM probe logged
 
 
 def test_a_probed_stage_trains_the_same_numbers_and_logs_the_probe(tmp_path):

@@ -59,10 +59,8 @@ def run(out, preset="default", overrides=(), seeds=(0, 1, 2), device=torch.devic
         runs.start_run(folder, cfg)
         run_stage(folder, "lm", cfg, seed, device, progress=progress, probe=probes.copying)
         lm = runs.load_lm(folder, cfg).to(device)
-        metrics = [m for m in runs.read_metrics(folder) if m["stage"] == "lm" and "copy" in m]
-        result["seeds"][str(seed)] = {"onset": probes.onset(metrics),
-                                      "curve": [[m["step"], m["copy"]] for m in metrics],
-                                      "probes": read_probes(lm, episodes, probe_seed)}
+        copied = probes.watched(runs.read_metrics(folder)) or {"onset": None, "curve": []}
+        result["seeds"][str(seed)] = {**copied, "probes": read_probes(lm, episodes, probe_seed)}
         if heads is None:   # the first seed's heads, in a trained and (if any) a held-out format
             held = [f for f, kind in result["formats"].items() if kind == "held out"]
             heads = {"induction": probes.induction_scores(lm),

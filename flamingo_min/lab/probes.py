@@ -157,6 +157,13 @@ def onset(metrics, level=ONSET, stage="lm", key="copy"):
     return next((m["step"] for m in metrics if m["stage"] == stage and m.get(key, 0.0) >= level), None)
 
 
+def watched(metrics, stage="lm", key="copy"):
+    """A stage's watched probe as plots.copying draws it: {"onset": step or None, "curve": [[step, value], ...]};
+    None if the stage logged no such probe."""
+    curve = [[m["step"], m[key]] for m in metrics if m["stage"] == stage and key in m]
+    return {"onset": onset(metrics, ONSET, stage, key), "curve": curve} if curve else None
+
+
 # --- watching binding appear during the bridge's training ------------------------------------------------------------
 # The bridge's probe episodes: a seed no evaluation uses (the CLI takes seeds >= 0), so that the evaluation reads
 # episodes no probe has seen.

@@ -30,7 +30,7 @@ ablate: $(VENV)/.installed     ## the paper's Table 3 at toy scale: 16 variants 
 video: $(VENV)/.installed      ## the reference run plus clips of moving shapes and the video tasks (~18 min on 2 cores)
 	$(PY) main.py train --preset video
 
-forms: $(VENV)/.installed      ## the reference run with binding in four forms and 2500 LM steps (~15 min on 2 cores)
+forms: $(VENV)/.installed      ## the reference run with binding in four forms, either word order, 2500 LM steps (~15 min on 2 cores)
 	$(PY) main.py train --preset forms --out runs/forms
 
 copying: $(VENV)/.installed    ## the LM alone, seeds 0-4: when its copying appears, and in which forms (~18 min on 2 cores)

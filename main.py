@@ -127,8 +127,15 @@ def finish_run(args, out, cfg, times, device):
             print(f"  the LM's copying (4-shot concept binding, watched every 100 steps) appeared at step "
                   f"{copied['onset']}" if copied["onset"] is not None else "  the LM's copying never appeared: "
                   "retrain it longer (--set train.lm_steps=2500) or with another seed; docs/incontext.md")
+            if copied.get("parts"):
+                print("  where the labels name " + ", where they name ".join(
+                    f"the {a}: at step {r['onset']}" if r["onset"] is not None else
+                    f"the {a}: never (it read {r['curve'][-1][1]:.2f} at the last step)"
+                    for a, r in copied["parts"].items()) + " (docs/incontext.md: two words, two kinds of head)")
             atomic_write(os.path.join(out, "copying.png"), plots.copying({"seeds": {str(args.seed): copied}}))
-        found = {"induction": probes.induction_scores(lm), "plain": probes.label_attention(lm, "plain", 16)}
+        found = {"induction": probes.induction_scores(lm), "plain": probes.label_attention(lm, "plain", 16),
+                 **{f"plain, {a} bound": probes.label_attention(lm, "plain", 16, 200, bound=a)
+                    for a in ("colour", "shape")}}
         atomic_write(os.path.join(out, "heads.png"), plots.heads(found))
         print("  " + probes.describe_heads(found))
     bound = probes.watched(metrics, "flamingo", "bind") if "flamingo" in times else None
@@ -389,7 +396,8 @@ def parser():
     t.add_argument("--preset", default="default", choices=list(PRESETS),
                    help="quick: every stage at toy speed, too few steps to learn; default: the reference run; video: "
                    "the default plus clips (moving, growing, turning shapes) and the video tasks; forms: the "
-                   "default with binding in four surface forms and 2500 LM steps (docs/incontext.md); large: one GPU "
+                   "default with binding in four surface forms, concepts in either word order and 2500 LM steps "
+                   "(docs/incontext.md); large: one GPU "
                    "(how long each takes: docs/performance.md)")
     t.add_argument("--out", help="run folder (default runs/PRESET)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -194,10 +194,11 @@ PRESETS = {
     "video": {"model.max_frames": 4, "train.video_weight": 1.0,
               "data.text_mix": ("caption", "qa", "bind", "bind", "concept", "concept", "infer", "event")},
     # Binding in many surface forms: the LM reads concept binding in four forms, twice as often, for 2500 steps,
-    # and the binding documents use the same four; `both`, `aside` and `late` stay held out. Where the LM grows a
-    # lookup head (not every seed's does), held-out forms bind far better than the default's (docs/incontext.md).
+    # each concept's two words in either order (so that no first-layer head binds the shape alone while the colour
+    # goes unbound), and the binding documents use the same four forms; `both`, `aside` and `late` stay held out.
+    # Held-out forms bind far better than the default's (docs/incontext.md).
     "forms": {"train.lm_steps": 2500, "data.text_formats": ("plain", "after", "before", "two"),
-              "data.bind_formats": ("plain", "after", "before", "two"),
+              "data.bind_formats": ("plain", "after", "before", "two"), "data.text_swap": 0.5,
               "data.text_mix": ("caption", "qa", "bind", "bind", "concept", "concept", "concept", "concept", "infer")},
     # One consumer GPU: wider, deeper, longer.
     "large": {"model.d_model": 256, "model.n_layers": 6, "model.n_heads": 8, "model.vision_width": 128,

@@ -332,6 +332,40 @@ claim(all(gap > 3 * err for gap, err in gaps.values()), "at 4 shots and at 16 th
                                                                for k, (gap, err) in gaps.items()))
 
 # %% [markdown]
+# ## Which word a head reads
+# A label names one word of its concept, the bound attribute, and in the plain form the two words sit in a fixed
+# order: the shape right before the label, the colour before that. The LM's smeared key (flamingo_min/lm.py) mixes the
+# word before each label into that label's key, so a head of the *first* layer can match the query's last word, its
+# shape, against the word before every label. The colour, two words back, is out of that head's reach: its query holds
+# the query's shape and nothing else, its keys the labels and the shapes before them (a colour shows there only through
+# the shapes it comes with in training). Only a later head, reading what an earlier layer moved forward, can match
+# the colour. `probes.attribute_split` reads the LM apart by the attribute
+# its labels name, and `probes.label_attention(..., bound=...)` its heads on those episodes alone.
+
+# %%
+by_word = {k: probes.attribute_split(lm, k, episodes=L) for k in (4, 16)}
+on = {a: probes.label_attention(lm, "plain", 16, episodes=200, bound=a) for a in ("colour", "shape")}
+print(f"\nthe LM's concept binding in text (plain form, {L} episodes), apart by the attribute its labels name")
+for k, r in by_word.items():
+    print(f"  {k:>2} shots: labels naming a colour {r['colour']:.2f}, a shape {r['shape']:.2f}")
+for a, r in on.items():
+    print(f"  its heads where the labels name the {a} (16 shots): {probes.bound_head(r)}")
+first = on["shape"]["match"][0] - on["shape"]["other"][0]          # (H,) the first layer's heads, shape-bound
+h0 = int(first.argmax())
+print(f"  the first layer's head {h0}, on the matching labels vs the others: shape-bound "
+      f"{on['shape']['match'][0, h0]:.2f} vs {on['shape']['other'][0, h0]:.2f}, colour-bound "
+      f"{on['colour']['match'][0, h0]:.2f} vs {on['colour']['other'][0, h0]:.2f}")
+margin = {a: (r["match"][0, h0] - r["other"][0, h0]).item() for a, r in on.items()}
+if margin["shape"] >= 0.5:
+    claim(margin["colour"] < 0.2, "the first layer's head that finds the labels naming the query's shape does not "
+          "find those naming its colour: it reads the word before each label, where a colour shows only through the "
+          "shapes it comes with", f"its preference for the matching labels: shape-bound {margin['shape']:.2f}, "
+          f"colour-bound {margin['colour']:.2f}")
+else:   # some LMs grow no such head, and bind both words through later heads (docs/incontext.md)
+    print(f"  this LM has no first-layer head that reads the shape (the best prefers its labels by "
+          f"{margin['shape']:.2f}): its later heads bind both words")
+
+# %% [markdown]
 # ## Counts: why more shots do not help
 # The ideal observer needs one example of a label to answer it. A head that looks a label up gives every label in the
 # prompt a share of its attention, and where the match is soft a label shown three times draws three shares whether
@@ -412,6 +446,9 @@ wrap_up(8, [
     f"Without a lure the LM binds {lures[16]['no lure']:.2f} at 16 shots, with one {lures[16]['lure']:.2f}, and "
     f"{lures[16]['n']} of {L} episodes hold one (at 4 shots, {lures[4]['n']}). Why do more shots bring more lures, and "
     "what would the LM have to read from the supports to resist one?",
+    f"The LM bound {by_word[16]['shape']:.2f} where the labels name a shape and {by_word[16]['colour']:.2f} where "
+    "they name a colour (16 shots). What can a head of the first layer match, what must a later head do to match the "
+    "colour, and what does an LM answer in a colour-bound episode when only the first kind of head binds?",
     f"At 8 shots the model found a label shown once {once['accuracy']:.2f} of the time, one shown three times or more "
     f"{often['accuracy']:.2f}, and the LM in text {text_counts[8]['1']:.2f} and {text_counts[8]['3+']:.2f}. Which of "
     "the two brings the weakness, and why does plain binding then fall from 2 to 4 shots?",

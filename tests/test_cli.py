@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -264,6 +265,20 @@ def test_training_the_bridge_watches_its_binding(tiny_run, tmp_path):
     line = next(line for line in stdout.splitlines() if "the bridge's binding" in line)
     assert ("never reached" in line) == (max(watched) < 2 / 3)
     assert os.path.getsize(os.path.join(out, "binding.png")) > 0
+
+
+def test_training_the_lm_names_its_heads_by_the_attribute_the_labels_name(tmp_path):
+    """The LM stage's summary reads its binding heads apart by the bound attribute, and heads.png draws both halves."""
+    out = str(tmp_path / "run")
+    status, stdout, err = run_main("train", "--out", out, "--preset", "quick", "--stage", "lm",
+                                   *[a for s in TINY_SETS + ["train.lm_steps=4"] for a in ("--set", s)])
+    assert status in (0, None), err
+    line = next(line for line in stdout.splitlines() if "binding heads" in line)
+    said = re.search(r"by the attribute the labels name: colour (\d+)%, (.*); shape (\d+)%, (.*); highest", line)
+    assert said and all(0 <= int(said[i]) <= 100 for i in (1, 3))
+    assert all(s.startswith(("through layer", "no head prefers its labels")) for s in (said[2], said[4]))
+    assert os.path.getsize(os.path.join(out, "heads.png")) > 0
+    assert re.search(r"where the labels name the colour: (at step \d+|never)", stdout)
 
 
 def test_report_summarises_seeds(tiny_run, tmp_path):

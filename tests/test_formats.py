@@ -203,3 +203,26 @@ def test_the_lm_probe_reads_every_format_and_an_aside_names_its_own_examples_oth
             assert pairs and all(ex.split()[1 - b] == aside.split()[-1] for ex, aside in pairs)
     torch.manual_seed(0)   # the probe runs an LM on every format, the asides included
     assert 0.0 <= probes.lm_concept_accuracy(LM(len(TOKENIZER), 16, 1, 2, 256), episodes=10, fmt=fmt) <= 1.0
+
+
+@pytest.mark.parametrize("swap", [0.5, 1.0])
+def test_swapped_concepts_change_the_order_alone(swap):
+    """data.text_swap writes some concept-binding examples shape first (`circle red tiv .`): the same labels and words
+    as without it, each example's two words in either order, so the label is still bound to one attribute."""
+    def examples(cfg, i):   # the row's examples, `red circle tiv`, as word lists (its cut ends left out)
+        words = TOKENIZER.decode(TextCorpus(cfg, 4).draft(i).tokens).replace("<eos>", ".").split()
+        chunks, start = [], 0
+        for j, w in enumerate(words):
+            if w == ".":
+                chunks.append(words[start:j])
+                start = j + 1
+        return [c for c in chunks[1:] if len(c) == 3]
+
+    seen = {"colour first": 0, "shape first": 0}
+    for i in range(12):
+        plain, swapped = (examples(DataConfig(text_mix=("concept",), text_swap=s), i) for s in (0.0, swap))
+        assert len(plain) == len(swapped) > 0
+        for a, b in zip(plain, swapped):
+            assert a[0] in COLOURS and a[1] in SHAPES and b[2] == a[2] and b[:2] in (a[:2], a[1::-1])
+            seen["shape first" if b[0] in SHAPES else "colour first"] += 1
+    assert seen["shape first"] > 0 and (seen["colour first"] > 0) == (swap < 1)

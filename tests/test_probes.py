@@ -95,6 +95,10 @@ def test_onset_is_the_first_step_at_the_level():
     assert probes.watched(log + bridge, "flamingo", "bind") == {"onset": 50, "curve": [[50, 0.8]]}
     assert probes.watched(log[:2]) == {"onset": None, "curve": [[0, 0.3], [100, 0.5]]}
     assert probes.watched(bridge) is None                                          # no LM probe logged
+    apart = [{**m, "copy shape": m["copy"] + 0.2, "copy colour": m["copy"] - 0.2} for m in log]
+    parts = probes.watched(apart)["parts"]
+    assert (parts["shape"]["onset"], parts["colour"]["onset"]) == (100, 300)
+    assert parts["colour"]["curve"] == [[s, pytest.approx(c)] for s, c in ((0, .1), (100, .3), (200, .5), (300, .7))]
 
 
 def test_a_probed_stage_trains_the_same_numbers_and_logs_the_probe(tmp_path):
@@ -166,6 +170,10 @@ def test_copying_command_writes_its_record(tmp_path):
     assert saved["formats"]["plain"] == "trained" and saved["formats"]["late"] == "held out"
     assert os.path.getsize(os.path.join(out, "heads.png")) > 0
     assert "onset step" in incontext.table(result) and "late*/4" in incontext.table(result)
+    assert set(saved["seeds"]["0"]["parts"]) == {"colour", "shape"}
+    _, _, bounds = probes.concept_episodes(16, 3, 3, seed=0)            # the 3 episodes of the 16-shot split
+    assert "colour onset" in incontext.table(result)
+    assert all(f"plain {a}/16" in incontext.table(result) for a in {("colour", "shape")[b] for b in bounds})
 
 
 @pytest.mark.parametrize("text, bound, lured", [
@@ -219,3 +227,62 @@ def test_repeats_split_groups_the_plain_probe_by_how_often_the_answer_is_shown()
         expected.setdefault(repeats.part(text.split().count(answer)), []).append(said == answer)
     assert set(split) == {"1", "2", "3+"}
     assert split == {p: pytest.approx(sum(v) / len(v)) for p, v in expected.items()}
+
+
+class WordBeforeLabel(EitherWord):
+    """A reader that answers with the label of the last support whose word right before its label (the shape) is the
+    query's: what a first-layer lookup head can do through a smeared key, and all it can do."""
+
+    def forward(self, ids, starts):
+        logits = torch.zeros(*ids.shape, len(TOKENIZER))
+        for b, row in enumerate(ids.tolist()):
+            words = [TOKENIZER.words[i] for i in row if i not in (TOKENIZER.pad_id, TOKENIZER.bos_id)]
+            *supports, query = [s.split() for s in " ".join(words).split(" . ")]
+            label = ([s[2] for s in supports if s[1] == query[1]] or [supports[0][2]])[-1]
+            logits[b, -1, TOKENIZER.ids[label]] = 1.0
+        return logits
+
+
+def test_attribute_split_shows_a_reader_of_the_word_before_the_label():
+    """Such a reader binds every episode whose labels name the shape, and misses colour-bound ones."""
+    reader, n = WordBeforeLabel(), 80
+    split = probes.attribute_split(reader, 16, episodes=n, seed=4)
+    _, _, bounds = probes.concept_episodes(16, 3, n, seed=4)
+    shape = sum(bounds)
+    assert set(split) == {"colour", "shape"} and 0 < shape < n
+    assert split["shape"] == 1.0 and split["colour"] < 0.8
+    whole = probes.lm_concept_accuracy(reader, 16, episodes=n, seed=4)
+    assert split["shape"] * shape + split["colour"] * (n - shape) == pytest.approx(whole * n)
+
+
+def test_the_copying_probe_logs_each_attribute_apart():
+    """A reader of the word before the label copies every shape and misses colours: the watched probe says so."""
+    reader = WordBeforeLabel()
+    logged = probes.copying(reader)
+    _, _, bounds = probes.concept_episodes(4, 3, 64, seed=0)
+    assert logged["copy"] == pytest.approx(probes.lm_concept_accuracy(reader, 4, episodes=64, seed=0))
+    assert logged["copy shape"] == 1.0 and logged["copy colour"] < 0.9
+    shape = sum(bounds)
+    assert logged["copy shape"] * shape + logged["copy colour"] * (64 - shape) == pytest.approx(64 * logged["copy"])
+
+
+def test_label_attention_by_bound_attribute_partitions_the_episodes():
+    """The colour-bound and shape-bound halves are the episodes attribute_split reads, and together the whole."""
+    lm, n = small_lm(), 24
+    whole = probes.label_attention(lm, "plain", 4, n, seed=1)
+    parts = {a: probes.label_attention(lm, "plain", 4, n, seed=1, bound=a) for a in ("colour", "shape")}
+    split = probes.attribute_split(lm, 4, n, seed=1)
+    shape = sum(probes.concept_episodes(4, 3, n, seed=1)[2])
+    for a in parts:
+        assert parts[a]["accuracy"] == pytest.approx(split[a])
+    for key in ("match", "other"):
+        joined = (parts["colour"][key] * (n - shape) + parts["shape"][key] * shape) / n
+        assert torch.allclose(joined, whole[key], atol=1e-5)
+
+
+def test_bound_head_names_a_head_only_where_one_prefers_the_labels():
+    match, other = torch.tensor([[0.44, 0.1], [0.3, 0.0]]), torch.tensor([[0.50, 0.1], [0.2, 0.0]])
+    assert probes.bound_head({"match": match, "other": other}).startswith("no head prefers its labels")
+    assert "layer 0 head 0 0.44 vs 0.50" in probes.bound_head({"match": match, "other": other})
+    match[1, 1] = 0.9
+    assert probes.bound_head({"match": match, "other": other}) == "through layer 1 head 1 0.90 vs 0.00"

@@ -80,6 +80,11 @@ class DataConfig:
     # word gets wrong. Off: lure-heavy text did not teach the LM to resist lures, and it bound worse without them
     # (docs/recipe.md).
     text_lures: float = knob(0.0, 0, 1, stage="lm")
+    # The chance that a concept-binding example names its shape before its colour (`circle red tiv .`). In one fixed
+    # order the word right before every label is the shape, which a head of the LM's first layer can match through its
+    # smeared key (flamingo_min/lm.py): an LM may bind every shape that way and never grow the later head that binds
+    # the colour (docs/incontext.md, "Two words, two kinds of head").
+    text_swap: float = knob(0.0, 0, 1, stage="lm")
     w_caption: float = knob(1.0, lo=0)     # mixture weights of the interleaved-document tasks
     w_question: float = knob(1.0, lo=0)
     w_count: float = knob(1.0, lo=0)
@@ -251,7 +256,10 @@ class TextCorpus(_Stream):
             for p, f in zip((rng.randrange(ways) for _ in range(pairs)),
                             chunk_formats(side, self.cfg.text_formats, pairs)):
                 facts = {"size": side.choice(SIZES), "position": side.choice(POSITIONS), "count": COUNTS[0]}
-                out.append(f.text(side, concept_words(rng, a, values[p], others), labels[p], facts, ATTRIBUTES[a]))
+                words = concept_words(rng, a, values[p], others)
+                if self.cfg.text_swap and side.random() < self.cfg.text_swap:
+                    words = " ".join(reversed(words.split()))                  # `circle red`
+                out.append(f.text(side, words, labels[p], facts, ATTRIBUTES[a]))
             return " ".join(out)
         # Binding with attribute words where images will later stand: `red dax . blue wug . red dax .`
         values = VALUES[rng.choice(ATTRIBUTES)]

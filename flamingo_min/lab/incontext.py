@@ -12,7 +12,8 @@ one is read here over several:
 
 copying.json: {"overrides": [...], "formats": {name: "trained" | "held out"}, "seeds": {S: {"onset": step or null,
 "curve": [[step, accuracy], ...], "probes": {"FORMAT/K": accuracy, "lures/K": accuracy, "plain lure/K": accuracy,
-"plain no lure/K": accuracy, "plain shown N/4": accuracy where the supports show the answer's label N times}}}}.
+"plain no lure/K": accuracy, "plain colour/K" and "plain shape/K": accuracy where the labels name a colour or a shape,
+"plain shown N/4": accuracy where the supports show the answer's label N times}}}}.
 """
 import json
 import os
@@ -39,6 +40,8 @@ def read_probes(lm, episodes=150, seed=0):
     out.update({f"lures/{k}": read(k, lures=True) for k in SHOTS})
     for k in SHOTS:     # plain/K apart: its episodes that hold a lure by chance, and the rest
         out.update({f"plain {part}/{k}": v for part, v in probes.lure_split(lm, k, episodes, seed).items()})
+    for k in SHOTS:     # and by the attribute its labels name: a first-layer lookup finds only the shape
+        out.update({f"plain {part}/{k}": v for part, v in probes.attribute_split(lm, k, episodes, seed).items()})
     # and by how often the supports show the answer's label, at 4 shots (at 16 nearly every episode shows it 3+ times)
     out.update({f"plain shown {part}/4": v for part, v in probes.repeats_split(lm, 4, episodes, seed).items()})
     return out
@@ -83,13 +86,19 @@ def table(result):
     lines = [f"{'probe':<17}" + "".join(f"{'seed ' + s:>8}" for s in seeds) + f"{'mean':>8}{'min':>8}"]
     onsets = [r["onset"] for r in seeds.values()]
     lines.append(f"{'onset step':<17}" + "".join(f"{'never' if o is None else o:>8}" for o in onsets))
+    for part in ("shape", "colour"):   # the onset of each attribute the labels name, where the probe logged them
+        if all(part in r.get("parts", {}) for r in seeds.values()):
+            lines.append(f"{part + ' onset':<17}" + "".join(
+                f"{'never' if (o := r['parts'][part]['onset']) is None else o:>8}" for r in seeds.values()))
     for k in keys:
         values = [r["probes"].get(k) for r in seeds.values()]     # None: a lure_split part with no episode
         read = [v for v in values if v is not None]
         lines.append(f"{mark(k):<17}" + "".join(f"{'-' if v is None else f'{v:.2f}':>8}" for v in values) +
                      f"{sum(read) / len(read):>8.2f}{min(read):>8.2f}")
     lines.append(f"(concept binding in text, FORMAT/shots, {result['episodes']} episodes each; onset: the first "
-                 f"logged LM step whose 4-shot plain probe reads >= {probes.ONSET:.2f}; *: a format the LM's text "
-                 "never used; plain lure / no lure: the plain probe's episodes that hold a lure by chance, and the "
-                 "rest; plain shown N: those whose supports show the answer's label N times)")
+                 f"logged LM step whose 4-shot plain probe reads >= {probes.ONSET:.2f}, and shape / colour onset its "
+                 "episodes whose labels name a shape / a colour; *: a format the LM's text never used; plain lure / "
+                 "no lure: the plain probe's episodes that hold a lure by chance, and the rest; plain colour / shape: "
+                 "those whose labels name a colour / a shape; plain shown N: those whose supports show the answer's "
+                 "label N times)")
     return "\n".join(lines)

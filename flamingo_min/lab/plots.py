@@ -178,11 +178,15 @@ def copying(result, stage="lm"):
     (incontext.py), or the bridge's 4-shot binding (stage "flamingo")."""
     xlabel, ylabel, title = WATCHED[stage]
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    alone = len(result["seeds"]) == 1    # one seed: its parts too (a line for each attribute the labels name)
     for seed, r in result["seeds"].items():
         steps, acc = zip(*r["curve"]) if r["curve"] else ((), ())
         line, = ax.plot(steps, acc, "-", lw=1.2, label=f"seed {seed}" + ("" if r["onset"] is not None else " (never)"))
         if r["onset"] is not None:
             ax.axvline(r["onset"], color=line.get_color(), ls=":", lw=0.8)
+        for (part, p), style in zip(r.get("parts", {}).items() if alone else (), ("--", "-.")):
+            ax.plot(*zip(*p["curve"]), style, lw=0.9, color=line.get_color(), alpha=0.7,
+                    label=f"labels naming the {part}")
     ax.axhline(1 / 3, color="grey", ls="--", lw=0.8, label="chance")
     ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.set_ylim(0, 1.02)
     ax.set_title(title, fontsize=9)
@@ -196,15 +200,17 @@ def heads(found):
     panels = [("induction score", found["induction"])]
     for fmt, r in found.items():
         if isinstance(r, dict):
-            panels += [(f"{fmt}: on matching labels", r["match"]), (f"{fmt}: on other labels", r["other"])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.8), squeeze=False)
+            panels += [(f"{fmt}:\non matching labels", r["match"]), (f"{fmt}:\non other labels", r["other"])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0), squeeze=False)
     for ax, (title, grid) in zip(axes[0], panels):
+        grid = grid.tolist() if torch.is_tensor(grid) else grid     # matplotlib reads lists, not tensors
         ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
         for i, row in enumerate(grid):
             for j, v in enumerate(row):
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v < 0.6 else "black")
         ax.set_xticks(range(len(grid[0]))), ax.set_yticks(range(len(grid)))
-        ax.set_xlabel("head"), ax.set_ylabel("layer"), ax.set_title(title, fontsize=8)
+        ax.set_xlabel("head"), ax.set_title(title, fontsize=8)
+    axes[0][0].set_ylabel("layer")
     return png(fig)
 
 

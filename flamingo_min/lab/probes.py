@@ -4,7 +4,7 @@ bridge start to bind with pictures?
 - `lm_concept_accuracy` reads the LM's answer to a text-only concept-binding episode (`red circle tiv . blue square
   vop . red ring` -> `tiv`) in any binding format of toy_data/formats.py, with or without lures; `lure_split`
   reads the plain episodes apart by whether they hold a lure by chance, `repeats_split` by how often their supports
-  show the answer's label.
+  show the answer's label, `attribute_split` by whether their labels name a colour or a shape.
 - `copying` is that accuracy as a probe of a training run (train.run_stage's `probe`): logged every 100 LM steps, it
   shows when in-context copying appears, and `onset` reads the step from the log. `binding` is its counterpart for
   the bridge's stage: close-ended binding with pictures, which shows when the bridge finds its way to the LM's lookup.
@@ -132,6 +132,13 @@ def lure_split(lm, shots=4, episodes=200, seed=0):
     return plain_split(lm, lambda *e: "lure" if natural_lure(*e) else "no lure", shots, episodes, seed)
 
 
+def attribute_split(lm, shots=4, episodes=200, seed=0):
+    """{"colour": accuracy on the plain episodes whose labels name a colour, "shape": on those that name a shape}. In
+    plain text the shape is the word right before the label and the colour the word before that: a lookup head in the
+    first layer can match the one word (lm.py's smeared key), and only a later head the other."""
+    return plain_split(lm, lambda text, answer, bound: ATTRIBUTES[bound], shots, episodes, seed)
+
+
 def repeats_split(lm, shots=4, episodes=200, seed=0):
     """{"1" | "2" | "3+": accuracy on the plain episodes whose supports show the answer's label that often}: the
     text's side of lab/repeats.py, which reads a bridge's binding so."""
@@ -145,11 +152,17 @@ ONSET = 2 / 3   # a 3-way episode's accuracy half-way from chance (1/3) to perfe
 @torch.no_grad()
 def copying(lm, shots=4, episodes=64):
     """The probe run_stage logs during the LM's stage: 4-shot concept binding in the plain format, on a fixed set of
-    episodes (seed 0: the same at every step). A few milliseconds on a GPU, about 0.1 s on 2 CPU cores."""
+    episodes (seed 0: the same at every step), as `copy`, and apart by the attribute the labels name (`copy colour`,
+    `copy shape`, about half the episodes each): the first-layer head that binds the shape and the later one that binds
+    the colour may appear thousands of steps apart (docs/incontext.md). A few milliseconds on a GPU, about 0.1 s on 2
+    CPU cores."""
     was = lm.training
-    acc = lm_concept_accuracy(lm.eval(), shots=shots, episodes=episodes, seed=0)
+    texts, answers, bounds = concept_episodes(shots, 3, episodes, seed=0)   # lm_concept_accuracy's episodes
+    right = _lm_correct(lm.eval(), [TOKENIZER.encode(t) for t in texts], [TOKENIZER.ids[a] for a in answers]).float()
     lm.train(was)
-    return {"copy": acc}
+    bound = torch.tensor(bounds, device=right.device)
+    return {"copy": right.mean().item(),
+            **{f"copy {ATTRIBUTES[b]}": right[bound == b].mean().item() for b in (0, 1) if (bound == b).any()}}
 
 
 def onset(metrics, level=ONSET, stage="lm", key="copy"):
@@ -158,10 +171,16 @@ def onset(metrics, level=ONSET, stage="lm", key="copy"):
 
 
 def watched(metrics, stage="lm", key="copy"):
-    """A stage's watched probe as plots.copying draws it: {"onset": step or None, "curve": [[step, value], ...]};
+    """A stage's watched probe as plots.copying draws it: {"onset": step or None, "curve": [[step, value], ...]},
+    and under "parts" the same record of each attribute the probe also logged apart (`copy colour`, `copy shape`);
     None if the stage logged no such probe."""
-    curve = [[m["step"], m[key]] for m in metrics if m["stage"] == stage and key in m]
-    return {"onset": onset(metrics, ONSET, stage, key), "curve": curve} if curve else None
+    def record(k):
+        curve = [[m["step"], m[k]] for m in metrics if m["stage"] == stage and k in m]
+        return {"onset": onset(metrics, ONSET, stage, k), "curve": curve} if curve else None
+
+    whole = record(key)
+    parts = {a: r for a in ("colour", "shape") if (r := record(f"{key} {a}"))}
+    return {**whole, "parts": parts} if whole and parts else whole
 
 
 # --- watching binding appear during the bridge's training ------------------------------------------------------------
@@ -223,12 +242,15 @@ def attention(lm, ids, starts=None, forward=None):
 
 
 @torch.no_grad()
-def label_attention(lm, fmt="plain", shots=4, episodes=100, seed=0, lures=False):
+def label_attention(lm, fmt="plain", shots=4, episodes=100, seed=0, lures=False, bound=None):
     """Where each head looks from the answer's position in concept-binding episodes: (L, H) tensors of the mean
     attention on the labels of matching supports (`match`: the query's label), on the other supports' labels
     (`other`), and the accuracy. A binding head puts its weight on `match`; a head that copies any recent label spreads
-    it over `match` and `other` alike."""
-    texts, answers, _ = concept_episodes(shots, 3, episodes, seed, EVAL_NONCE, lures, fmt)
+    it over `match` and `other` alike. bound: "colour" or "shape" keeps the episodes whose labels name that attribute
+    (about half of them), to tell a head that reads the bound word from one that reads the word before the label."""
+    texts, answers, bounds = concept_episodes(shots, 3, episodes, seed, EVAL_NONCE, lures, fmt)
+    if bound is not None:
+        texts, answers = zip(*((t, a) for t, a, b in zip(texts, answers, bounds) if ATTRIBUTES[b] == bound))
     device = next(lm.parameters()).device
     ids = left_pad([TOKENIZER.encode(t) for t in texts]).to(device)                       # (B, T)
     weights = torch.stack(attention(lm, ids, document_starts(ids, TOKENIZER.bos_id, TOKENIZER.pad_id)))
@@ -275,9 +297,25 @@ def strongest_heads(match, other, top=3):
     return ", ".join(f"layer {i // H} head {i % H} {match.flatten()[i]:.2f} vs {other.flatten()[i]:.2f}" for i in best)
 
 
+def bound_head(found, margin=0.2):
+    """The head that reads one bound attribute (label_attention's result for it): the one that prefers the matching
+    labels most, or, where none prefers them by `margin` (a head that reads another word puts about as much on the
+    others), the head that puts the most on them."""
+    H, match, other = found["match"].shape[1], found["match"].flatten(), found["other"].flatten()
+    if (match - other).max() >= margin:
+        return f"through {strongest_heads(found['match'], found['other'], 1)}"
+    i = int(match.argmax())
+    return (f"no head prefers its labels (the most on them: layer {i // H} head {i % H} {match[i]:.2f} vs "
+            f"{other[i]:.2f})")
+
+
 def describe_heads(found, top=3):
     """One line on the heads that bind: the `top` heads by attention on matching labels over other labels
-    (label_attention's result under "plain"), and the highest induction score."""
+    (label_attention's result under "plain"), the best head and the accuracy for each bound attribute where found
+    holds them (under "plain, colour bound" and "plain, shape bound"), and the highest induction score."""
     heads = strongest_heads(found["plain"]["match"], found["plain"]["other"], top)
-    return (f"binding heads (the answer's attention on the matching labels vs the other labels, 16 shots): {heads}; "
+    per = [f"{a} {r['accuracy']:.0%}, {bound_head(r)}" for a in ("colour", "shape")
+           if (r := found.get(f"plain, {a} bound"))]
+    return (f"binding heads (the answer's attention on the matching labels vs the other labels, 16 shots): {heads}; " +
+            (f"by the attribute the labels name: {'; '.join(per)}; " if per else "") +
             f"highest induction score {found['induction'].max():.2f} (1 = a pure induction head)")

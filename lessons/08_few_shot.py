@@ -337,9 +337,11 @@ claim(all(gap > 3 * err for gap, err in gaps.values()), "at 4 shots and at 16 th
 # order: the shape right before the label, the colour before that. The LM's smeared key (flamingo_min/lm.py) mixes the
 # word before each label into that label's key, so a head of the *first* layer can match the query's last word, its
 # shape, against the word before every label. The colour, two words back, is out of that head's reach: its query holds
-# the query's shape and nothing else, its keys the labels and the shapes before them (a colour shows there only through
-# the shapes it comes with in training). Only a later head, reading what an earlier layer moved forward, can match
-# the colour. `probes.attribute_split` reads the LM apart by the attribute
+# the query's shape and nothing else, its keys the labels and the shapes before them (inside the training combinations
+# some colours never come with some shapes, so a shape hints at its colour, no more). Only a later head, reading what
+# an earlier layer moved forward, can match the colour. An LM without one answers a colour-bound query with the label
+# of a support that shares the query's shape: right only where that support shares the colour too, above chance but
+# far from perfect. `probes.attribute_split` reads the LM apart by the attribute
 # its labels name, and `probes.label_attention(..., bound=...)` its heads on those episodes alone.
 
 # %%
@@ -349,7 +351,8 @@ print(f"\nthe LM's concept binding in text (plain form, {L} episodes), apart by 
 for k, r in by_word.items():
     print(f"  {k:>2} shots: labels naming a colour {r['colour']:.2f}, a shape {r['shape']:.2f}")
 for a, r in on.items():
-    print(f"  its heads where the labels name the {a} (16 shots): {probes.bound_head(r)}")
+    print(f"  its heads where the labels name the {a} (16 shots; attention on the matching labels vs the others): "
+          f"{probes.bound_head(r)}")
 first = on["shape"]["match"][0] - on["shape"]["other"][0]          # (H,) the first layer's heads, shape-bound
 h0 = int(first.argmax())
 print(f"  the first layer's head {h0}, on the matching labels vs the others: shape-bound "
@@ -358,9 +361,9 @@ print(f"  the first layer's head {h0}, on the matching labels vs the others: sha
 margin = {a: (r["match"][0, h0] - r["other"][0, h0]).item() for a, r in on.items()}
 if margin["shape"] >= 0.5:
     claim(margin["colour"] < 0.2, "the first layer's head that finds the labels naming the query's shape does not "
-          "find those naming its colour: it reads the word before each label, where a colour shows only through the "
-          "shapes it comes with", f"its preference for the matching labels: shape-bound {margin['shape']:.2f}, "
-          f"colour-bound {margin['colour']:.2f}")
+          "find those naming its colour: it reads the word before each label, the shape",
+          f"its preference for the matching labels: shape-bound {margin['shape']:.2f}, colour-bound "
+          f"{margin['colour']:.2f}")
 else:   # some LMs grow no such head, and bind both words through later heads (docs/incontext.md)
     print(f"  this LM has no first-layer head that reads the shape (the best prefers its labels by "
           f"{margin['shape']:.2f}): its later heads bind both words")

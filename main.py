@@ -6,6 +6,7 @@ status of 1; argparse answers bad flags with status 2. Any other exception is a 
 import argparse
 import functools
 import json
+import math
 import os
 import sys
 import textwrap
@@ -98,22 +99,23 @@ def cmd_train(args):
 
 def finish_run(args, out, cfg, times, device):
     """The summary, plots and evaluation of a trained run (one process: under torchrun, rank 0 after the others)."""
-    from flamingo_min.checkpoints import atomic_write
+    from flamingo_min.checkpoints import atomic_write, load_checkpoint
     from flamingo_min.evaluate import evaluate
     from flamingo_min.lab import plots, probes, report, routes
     from flamingo_min.lab.repeats import binding_episodes
-    from flamingo_min.runs import load_lm, load_run, read_metrics
-    losses = {}
+    from flamingo_min.runs import ckpt_path, load_lm, load_run, read_metrics
+    metrics, losses = read_metrics(out), {}
     for stage in times:
-        last = [m for m in read_metrics(out) if m["stage"] == stage]
-        losses[stage] = last[-1]["loss"] if last else float("nan")
-    metrics = read_metrics(out)
+        last = [m for m in metrics if m["stage"] == stage]
+        # A checkpoint copied in from another folder brings no log lines: its own record of the loss, where it has one.
+        losses[stage] = last[-1]["loss"] if last else load_checkpoint(ckpt_path(out, stage)).get("loss", float("nan"))
     atomic_write(os.path.join(out, "losses.png"), plots.losses(metrics))
     if any(m["stage"] == "flamingo" and "xattn0" in m for m in metrics):  # gated layers only
         atomic_write(os.path.join(out, "gates.png"), plots.gates(metrics))
     print("\nsummary")
     for stage in times:
-        print(f"  {stage:<9} {times[stage]:7.1f} s   final loss {losses[stage]:.3f}")
+        loss = f"{losses[stage]:.3f}" if math.isfinite(losses[stage]) else "not recorded (a checkpoint of older code)"
+        print(f"  {stage:<9} {times[stage]:7.1f} s   final loss {loss}")
     if "lm" in times:
         lm = load_lm(out, cfg)
         print("  the LM's text-only binding (3-way, evaluation nonce words), by pairs in context: " + ", ".join(

@@ -308,13 +308,15 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
         if main:
             save_checkpoint({"stage": stage, "step": step, "done": done, "config": to_dict(cfg), "seed": seed,
                              "model": model.state_dict(), "optim": opt.state_dict(), "rng": torch.get_rng_state(),
-                             "elapsed": elapsed + time.perf_counter() - t0}, path)
+                             "elapsed": elapsed + time.perf_counter() - t0,
+                             # for a summary whose folder holds no log of this stage (the last step always logs)
+                             "loss": last_logged}, path)
 
     model.train()
     t0 = time.perf_counter()
     bar = tqdm(range(start, steps), desc=f"{stage:>8}", initial=start, total=steps,
                unit="step", dynamic_ncols=True, leave=True, disable=not (progress and main))
-    step = start - 1
+    step, last_logged = start - 1, float("nan")
     for step, data in zip(bar, batches(s.load, start, steps, device, data_workers(train_cfg, device))):
         frac = learning_rate_fraction(step, steps, train_cfg.warmup, s.cool_down)
         for g, lr in zip(opt.param_groups, base_lr):
@@ -333,6 +335,7 @@ def run_stage(run, stage, cfg, seed=0, device=torch.device("cpu"), progress=True
             check_finite(step + 1)
         if logged and main:
             values = reported.tolist()
+            last_logged = values[0]
             bar.set_postfix(loss=f"{values[0]:.3f}")
             seen = probe(model) if probe is not None and (step % probe_every == 0 or step == steps - 1) else {}
             log_metrics(run, {"stage": stage, "step": step, "loss": values[0], "lr": base_lr[0] * frac,

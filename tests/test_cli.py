@@ -267,6 +267,23 @@ def test_training_the_bridge_watches_its_binding(tiny_run, tmp_path):
     assert os.path.getsize(os.path.join(out, "binding.png")) > 0
 
 
+def test_checkpoints_brought_into_a_new_folder_report_their_own_final_loss(tiny_run, tmp_path):
+    """A run folder whose stages all come from another folder's checkpoints has no log of them; the summary reads each
+    stage's final loss from its checkpoint, the same number the other folder logged at its last step."""
+    out = str(tmp_path / "run")
+    os.makedirs(out)
+    for stage in ("lm", "vision", "flamingo"):
+        shutil.copy(ckpt_path(tiny_run, stage), out)
+    status, stdout, err = run_main("train", "--out", out, "--preset", "quick", "--no-eval",
+                                   *[a for s in TINY_SETS for a in ("--set", s)])
+    assert status in (0, None), err
+    logged = [json.loads(line) for line in open(os.path.join(tiny_run, "metrics.jsonl"))]
+    for stage in ("lm", "vision", "flamingo"):
+        last = [m["loss"] for m in logged if m["stage"] == stage][-1]
+        said = re.search(rf"^  {stage} +[\d.]+ s   final loss (\S+)$", stdout, re.M)
+        assert said and said[1] == f"{last:.3f}", (stage, said and said[1], last)
+
+
 def test_training_the_lm_names_its_heads_by_the_attribute_the_labels_name(tmp_path):
     """The LM stage's summary reads its binding heads apart by the bound attribute, and heads.png draws both halves."""
     out = str(tmp_path / "run")

@@ -1,5 +1,6 @@
 """The toy world: determinism, document structure, held-out splits, pixels that mean what they say."""
 
+import dataclasses
 import random
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 
 from toy_data import (EVAL_NONCE, HELD_OUT, TOKENIZER, TRAIN_NONCE, DataConfig, DocumentStream, PairStream,
                       TextCorpus, Tokenizer, build_prompt, make_episode, render)
-from toy_data.documents import MAX_LEN, VALUES, concept_words
+from toy_data.documents import MAX_LEN, TEXT_KINDS, VALUES, concept_words
 from toy_data.formats import FORMATS
 from toy_data.shapes import BACKGROUND, COLOURS, RGB, SHAPES, Obj, Scene, describe
 from toy_data.tasks import TASKS, baseline_answers, token_f1
@@ -280,3 +281,30 @@ def test_a_batch_draws_the_same_pictures_as_one_sample_at_a_time():
     single = [pairs[i] for i in range(4)] + [pairs.twin(i) for i in range(4)] + [pairs.grey(i) for i in range(4)]
     assert all(torch.equal(a.images, b.images) for a, b in zip(mixed, single))
     assert [s.task for s in mixed] == ["pair"] * 8 + ["grey"] * 4
+
+
+def _other_value(f, value):
+    """A valid value of knob `f` other than `value`."""
+    if isinstance(value, tuple):
+        return value + tuple(fmt.name for fmt in FORMATS if fmt.name not in value)[:1]
+    if isinstance(value, float):
+        return value / 2 + 0.1
+    return value - 2 if value - 2 >= f.metadata["lo"] else value + 2
+
+
+def test_the_pretraining_streams_ignore_every_setting_only_the_bridge_reads():
+    """A knob marked stage="flamingo" lets a finished LM or encoder serve a bridge trained with another value of it
+    (flamingo_min/runs.py): so the LM's text and the encoder's pairs must not depend on it."""
+    rich = DataConfig(text_mix=TEXT_KINDS)      # every kind of text, clips' events included
+    bridge_only = [f for f in dataclasses.fields(DataConfig) if f.metadata.get("stage") == "flamingo"]
+    assert {"w_bind", "bind_redraw", "max_images", "ways", "clip_frames"} <= {f.name for f in bridge_only}
+    for f in bridge_only:
+        moved = dataclasses.replace(rich, **{f.name: _other_value(f, getattr(rich, f.name))})
+        for i in range(40):
+            assert torch.equal(TextCorpus(rich, 3).draft(i).tokens, TextCorpus(moved, 3).draft(i).tokens), f.name
+            for kind in ("pair", "twin", "grey"):
+                a, b = PairStream(rich, 3).draft(i, kind), PairStream(moved, 3).draft(i, kind)
+                assert torch.equal(a.tokens, b.tokens) and (a.scenes, a.image_seed) == (b.scenes, b.image_seed), f.name
+    some_documents = [DocumentStream(rich, 3).draft(i).tokens for i in range(20)]
+    moved = dataclasses.replace(rich, w_bind=0.0)
+    assert any(not torch.equal(a, DocumentStream(moved, 3).draft(i).tokens) for i, a in enumerate(some_documents))

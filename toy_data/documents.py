@@ -56,16 +56,19 @@ VIDEO_MAX_CLIPS = 4  # clips per video document: each clip is data.clip_frames p
 
 @dataclass(frozen=True)
 class DataConfig:
-    max_images: int = knob(5, lo=2)        # per interleaved document (the paper trains with 5)
-    bind_max_images: int = knob(10, lo=2)  # per binding document: its chunks are short, and with 5 images binding
-                                           # weakened beyond 4 shots (docs/recipe.md)
+    # The interleaved documents are read by the bridge's stage alone (stage="flamingo"), as are the mixture weights
+    # and bind_redraw below: a pretrained LM or encoder serves any value of them.
+    max_images: int = knob(5, lo=2, stage="flamingo")        # per interleaved document (the paper trains with 5)
+    bind_max_images: int = knob(10, lo=2, stage="flamingo")  # per binding document: its chunks are short, and with 5
+                                                             # images binding weakened beyond 4 shots (docs/recipe.md)
     text_len: int = knob(160, lo=16, stage="lm")   # tokens per packed text-corpus sequence
-    ways: int = knob(3, lo=2)              # labels per binding document
+    ways: int = knob(3, lo=2, stage="flamingo")  # labels per binding document (the LM's text draws 2-4)
     bind_attributes: tuple = ("colour", "shape")
     # The chance that a task-inference document opens with two answers written without their pictures (zero-shot's
     # form: documents.py).
     infer_text: float = knob(0.25, 0, 1, stage="flamingo")
-    bind_redraw: float = knob(0.75, 0, 1)  # chance that a binding image redraws all but its bound attribute
+    bind_redraw: float = knob(0.75, 0, 1, stage="flamingo")  # chance that a binding image redraws all but its bound
+                                                             # attribute
     text_bind_max_pairs: int = knob(24, lo=6, stage="lm")
     text_mix: tuple = knob(("caption", "qa", "bind", "bind", "concept", "concept", "infer"), stage="lm")  # kinds
     # The surface forms of binding examples (toy_data/formats.py) in the LM's concept-binding text and in the
@@ -85,11 +88,11 @@ class DataConfig:
     # smeared key (flamingo_min/lm.py): an LM may bind every shape that way and never grow the later head that binds
     # the colour (docs/incontext.md, "Two words, two kinds of head").
     text_swap: float = knob(0.0, 0, 1, stage="lm")
-    w_caption: float = knob(1.0, lo=0)     # mixture weights of the interleaved-document tasks
-    w_question: float = knob(1.0, lo=0)
-    w_count: float = knob(1.0, lo=0)
-    w_infer: float = knob(2.0, lo=0)
-    w_bind: float = knob(2.0, lo=0)        # binding scores only repeated labels, ~4 tokens a document
+    w_caption: float = knob(1.0, lo=0, stage="flamingo")  # mixture weights of the interleaved-document tasks
+    w_question: float = knob(1.0, lo=0, stage="flamingo")
+    w_count: float = knob(1.0, lo=0, stage="flamingo")
+    w_infer: float = knob(2.0, lo=0, stage="flamingo")
+    w_bind: float = knob(2.0, lo=0, stage="flamingo")     # binding scores only repeated labels, ~4 tokens a document
     # Clips (the video stream, read by the bridge's stage only; `train.video_weight` puts it in the mixture).
     clip_frames: int = knob(4, lo=2, stage="flamingo")      # F, even: each clip's event happens halfway
 
